@@ -39,7 +39,10 @@ type command struct {
 }
 
 // commands is the explicit table of subcommands; each lives in its own file.
-var commands = map[string]command{}
+var commands = map[string]command{
+	"run":    runCommand(),
+	"enrich": enrichCommand(),
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

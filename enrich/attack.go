@@ -1,0 +1,342 @@
+package enrich
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/enricher-dev/enricher/rules"
+)
+
+// Status values written to <root>.status.
+const (
+	// StatusEnriched: at least one technique on the alert has mappings.
+	StatusEnriched = "enriched"
+	// StatusUnmapped: the alert carries technique IDs, none of them mapped.
+	StatusUnmapped = "unmapped"
+	// StatusNoTechnique: technique fields hold values, none of them a valid technique ID.
+	StatusNoTechnique = "no_technique"
+)
+
+// AttackStageName is the name of the built-in ATT&CK mapping stage.
+const AttackStageName = "attack"
+
+// AttackStage is the built-in stage: it finds ATT&CK IDs on an alert and writes the mapped
+// controls, product detections and other mappings under one root object.
+//
+// The part of the document that depends only on the technique IDs is built once per
+// distinct ID set and reused, so a batch of alerts for the same techniques costs one
+// extraction and one map lookup per alert.
+type AttackStage struct {
+	rs      *rules.Ruleset
+	fields  []Field
+	root    string
+	inherit bool
+	now     func() time.Time
+
+	mu    sync.RWMutex
+	cache map[string]map[string]any // technique set -> static part of the document
+}
+
+var _ Stage = (*AttackStage)(nil)
+
+// AttackOptions configure the ATT&CK stage.
+type AttackOptions struct {
+	Fields        []Field // default DefaultFields
+	Root          string  // default "attack_mappings"
+	InheritParent bool
+	Now           func() time.Time // default time.Now
+}
+
+// NewAttackStage returns the ATT&CK stage for a ruleset.
+func NewAttackStage(rs *rules.Ruleset, o AttackOptions) *AttackStage {
+	if len(o.Fields) == 0 {
+		o.Fields = DefaultFields
+	}
+	if o.Root == "" {
+		o.Root = "attack_mappings"
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &AttackStage{rs: rs, fields: o.Fields, root: o.Root, inherit: o.InheritParent, now: o.Now,
+		cache: map[string]map[string]any{}}
+}
+
+// Name implements Stage.
+func (s *AttackStage) Name() string { return AttackStageName }
+
+// Namespace implements Stage.
+func (s *AttackStage) Namespace() string { return s.root }
+
+// Ruleset returns the ruleset the stage enriches with.
+func (s *AttackStage) Ruleset() *rules.Ruleset { return s.rs }
+
+// TechniqueFields returns the fields the stage reads technique IDs from.
+func (s *AttackStage) TechniqueFields() []Field { return s.fields }
+
+// Fields implements Stage: the technique fields, and the ruleset hash already written.
+func (s *AttackStage) Fields() []string {
+	out := make([]string, 0, len(s.fields)+1)
+	for _, f := range s.fields {
+		out = append(out, f.Path)
+	}
+	return out
+}
+
+// Enrich implements Stage. It never fails: bad values are skipped and reported on the alert.
+func (s *AttackStage) Enrich(_ context.Context, alerts []*Alert) ([]Patch, error) {
+	out := make([]Patch, len(alerts))
+	now := s.now().UTC().Format(time.RFC3339Nano)
+	for i, a := range alerts {
+		out[i] = Patch{s.root: s.Document(a.Source, now)}
+	}
+	return out, nil
+}
+
+// Document returns the root object for one alert _source.
+func (s *AttackStage) Document(src map[string]any, enrichedAt string) map[string]any {
+	ids, problems := ExtractTechniques(src, s.fields)
+	static := s.static(ids)
+	doc := make(map[string]any, len(static)+3)
+	for k, v := range static {
+		doc[k] = v
+	}
+	doc["enriched_at"] = enrichedAt
+	if len(problems) > 0 {
+		ps := make([]map[string]any, len(problems))
+		for i, p := range problems {
+			ps[i] = map[string]any{"field": p.Field, "value": p.Value, "reason": p.Reason}
+		}
+		doc["problems"] = ps
+	} else {
+		doc["problems"] = []any{}
+	}
+	if len(ids) == 0 {
+		doc["status"] = StatusNoTechnique
+	}
+	return doc
+}
+
+// Status returns the status the stage wrote in a document's root object, or "".
+func (s *AttackStage) Status(doc map[string]any) string {
+	if root, ok := doc[s.root].(map[string]any); ok {
+		st, _ := root["status"].(string)
+		return st
+	}
+	return ""
+}
+
+// static returns the cached, read-only part of the document for a technique ID set.
+func (s *AttackStage) static(ids []string) map[string]any {
+	key := strings.Join(ids, ",")
+	s.mu.RLock()
+	d, ok := s.cache[key]
+	s.mu.RUnlock()
+	if ok {
+		return d
+	}
+	d = s.build(ids)
+	s.mu.Lock()
+	if len(s.cache) > 100000 { // bound memory on pathological input
+		s.cache = map[string]map[string]any{}
+	}
+	s.cache[key] = d
+	s.mu.Unlock()
+	return d
+}
+
+// entry is one control, detection or related mapping as written on an alert.
+type entry = map[string]any
+
+// build computes the technique-dependent part of the document. Values are pre-encoded
+// JSON so that writing many alerts for the same techniques costs little.
+func (s *AttackStage) build(found []string) map[string]any {
+	tables := s.rs.Tables()
+	var techniques, unmapped, inheritedFrom []string
+	var revoked []map[string]any
+	for _, id := range found {
+		targets := []string{id}
+		if r, ok := tables.Revoked(id); ok {
+			revoked = append(revoked, map[string]any{"id": id, "replaced_by": r.ReplacedBy, "deprecated": r.Deprecated})
+			targets = r.ReplacedBy
+		}
+		for _, t := range targets {
+			techniques = appendUnique(techniques, t)
+		}
+	}
+	controls, detections, related := []entry{}, []entry{}, []entry{}
+	seen := map[string]bool{}
+	frameworks := []string{}
+	add := func(m *rules.Mapping, technique string, inherited bool) {
+		k := string(m.Kind) + "|" + m.Source.Framework + "|" + m.Source.FrameworkVersion + "|" + m.CapabilityID
+		if m.Kind == rules.KindDetection {
+			k = string(m.Kind) + "|" + m.CapabilityID
+		}
+		if seen[k] {
+			return
+		}
+		seen[k] = true
+		frameworks = appendUnique(frameworks, m.Source.Framework+" "+m.Source.FrameworkVersion)
+		e := entryFor(m, technique, inherited)
+		switch m.Kind {
+		case rules.KindControl:
+			controls = append(controls, e)
+		case rules.KindDetection:
+			detections = append(detections, e)
+		default:
+			related = append(related, e)
+		}
+	}
+	mapped := false
+	for _, t := range techniques {
+		ms := s.rs.Mappings(t)
+		if len(ms) == 0 {
+			unmapped = append(unmapped, t)
+		}
+		for _, m := range ms {
+			mapped = true
+			add(m, t, false)
+		}
+	}
+	if s.inherit {
+		for _, t := range techniques {
+			p := rules.Parent(t)
+			if p == "" || contains(techniques, p) {
+				continue
+			}
+			ms := s.rs.Mappings(p)
+			if len(ms) > 0 {
+				inheritedFrom = appendUnique(inheritedFrom, p)
+			}
+			for _, m := range ms {
+				mapped = true
+				add(m, p, true)
+			}
+		}
+	}
+	status := StatusUnmapped
+	if mapped {
+		status = StatusEnriched
+	}
+	hasDetection := false
+	for _, d := range detections {
+		if d["score_category"] == "detect" {
+			hasDetection = true
+		}
+	}
+	doc := map[string]any{
+		"status":              status,
+		"techniques":          nonNil(techniques),
+		"unmapped_techniques": nonNil(unmapped),
+		"inherited_from":      nonNil(inheritedFrom),
+		"revoked":             nonNilMaps(revoked),
+		"controls":            controls,
+		"detections":          detections,
+		"related":             related,
+		"frameworks":          frameworks,
+		"has_detection":       hasDetection,
+		"ruleset": map[string]any{
+			"version": s.rs.Version(),
+			"hash":    s.rs.Hash(),
+		},
+	}
+	for k, v := range doc {
+		if b, err := json.Marshal(v); err == nil {
+			doc[k] = json.RawMessage(b)
+		}
+	}
+	return doc
+}
+
+func entryFor(m *rules.Mapping, technique string, inherited bool) entry {
+	e := entry{
+		"technique":         technique,
+		"inherited":         inherited,
+		"framework":         m.Source.Framework,
+		"framework_version": m.Source.FrameworkVersion,
+		"attack_version":    m.Source.AttackVersion,
+		"mapping_type":      m.MappingType,
+	}
+	if m.Source.MappingVersion != "" {
+		e["mapping_version"] = m.Source.MappingVersion
+	}
+	if m.SourceMappingType != "" {
+		e["source_mapping_type"] = m.SourceMappingType
+	}
+	if m.SourceCapabilityID != "" {
+		e["source_id"] = m.SourceCapabilityID
+	}
+	if len(m.AlsoIn) > 0 {
+		also := make([]string, len(m.AlsoIn))
+		for i, s := range m.AlsoIn {
+			also[i] = s.Label()
+		}
+		e["also_in"] = also
+	}
+	switch m.Kind {
+	case rules.KindDetection:
+		e["product"] = m.Capability
+		e["capability_id"] = m.CapabilityID
+		e["score_category"] = m.ScoreCategory
+		e["score_value"] = m.ScoreValue
+		if m.Comments != "" {
+			e["comments"] = m.Comments
+		}
+		if len(m.References) > 0 {
+			e["references"] = m.References
+		}
+		if len(m.Alerts) > 0 {
+			as := make([]map[string]any, len(m.Alerts))
+			for i, a := range m.Alerts {
+				as[i] = map[string]any{"id": a.ID, "name": a.Name}
+			}
+			e["alerts"] = as
+		}
+		if len(m.Queries) > 0 {
+			e["queries"] = m.Queries
+		}
+		if len(m.Events) > 0 {
+			ev := make([]map[string]any, len(m.Events))
+			for i, x := range m.Events {
+				ev[i] = map[string]any{"id": x.ID}
+				if x.LogonType != "" {
+					ev[i]["logon_type"] = x.LogonType
+				}
+			}
+			e["events"] = ev
+		}
+	default:
+		e["id"] = m.CapabilityID
+		e["name"] = m.Capability
+		if m.CapabilityGroup != "" {
+			e["group"] = m.CapabilityGroup
+		}
+	}
+	return e
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+func nonNil(xs []string) []string {
+	if xs == nil {
+		return []string{}
+	}
+	return xs
+}
+
+func nonNilMaps(xs []map[string]any) []map[string]any {
+	if xs == nil {
+		return []map[string]any{}
+	}
+	return xs
+}

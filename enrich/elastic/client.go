@@ -1,0 +1,145 @@
+package elastic
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8"
+
+	"github.com/enricher-dev/enricher/enrich/config"
+	"github.com/enricher-dev/enricher/enrich/metrics"
+)
+
+// ErrUnavailable wraps errors that mean Elasticsearch could not be reached or answered
+// 429/5xx for a whole request: worth retrying with backoff.
+var ErrUnavailable = errors.New("elasticsearch unavailable")
+
+// Client is a thin, instrumented wrapper around go-elasticsearch.
+type Client struct {
+	es      *elasticsearch.Client
+	m       *metrics.Metrics
+	timeout time.Duration
+}
+
+// NewClient builds a client from config. m may be nil.
+func NewClient(cfg config.Elasticsearch, m *metrics.Metrics) (*Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 16
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read elasticsearch.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("elasticsearch.ca_file %s: no PEM certificates found", cfg.CAFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	es, err := elasticsearch.NewClient(elasticsearch.Config{
+		Addresses:    cfg.URLs,
+		APIKey:       cfg.APIKey,
+		Username:     cfg.Username,
+		Password:     cfg.Password,
+		Transport:    tr,
+		DisableRetry: true, // retries are ours, per item, with backoff
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create elasticsearch client: %w", err)
+	}
+	t := cfg.RequestTimeout
+	if t <= 0 {
+		t = 30 * time.Second
+	}
+	return &Client{es: es, m: m, timeout: t}, nil
+}
+
+// Do sends one request and returns the status code and body. A transport error or a
+// 429/5xx status is returned wrapped in ErrUnavailable; other statuses are the caller's.
+func (c *Client) Do(ctx context.Context, op, method, path string, q url.Values, body []byte) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	u := path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	if body != nil {
+		ct := "application/json"
+		if op == "bulk" {
+			ct = "application/x-ndjson"
+		}
+		req.Header.Set("Content-Type", ct)
+	}
+	start := time.Now()
+	res, err := c.es.Perform(req)
+	if err != nil {
+		c.observe(op, "error", start)
+		return 0, nil, fmt.Errorf("%s %s: %w: %w", method, path, ErrUnavailable, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	c.observe(op, strconv.Itoa(res.StatusCode/100)+"xx", start)
+	if err != nil {
+		return res.StatusCode, nil, fmt.Errorf("%s %s: read body: %w: %w", method, path, ErrUnavailable, err)
+	}
+	if res.StatusCode == http.StatusTooManyRequests || res.StatusCode >= 500 {
+		return res.StatusCode, b, fmt.Errorf("%s %s: %w: status %d: %s", method, path, ErrUnavailable, res.StatusCode, snippet(b))
+	}
+	return res.StatusCode, b, nil
+}
+
+func (c *Client) observe(op, code string, start time.Time) {
+	if c.m == nil {
+		return
+	}
+	c.m.ESRequests.WithLabelValues(op, code).Inc()
+	c.m.ESDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+}
+
+// snippet shortens a response body for an error message.
+func snippet(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}
+
+// statusError is a non-retryable error status from Elasticsearch.
+func statusError(what string, code int, body []byte) error {
+	return fmt.Errorf("%s: status %d: %s", what, code, snippet(body))
+}
+
+// joinIndices renders index patterns for a URL path.
+func joinIndices(ix []string) string {
+	parts := make([]string, len(ix))
+	for i, s := range ix {
+		parts[i] = url.PathEscape(s)
+	}
+	return strings.Join(parts, ",")
+}
+
+// hiddenToo are the query parameters that let wildcards match hidden indices
+// (Kibana's .internal.alerts-* backing indices are hidden).
+func hiddenToo() url.Values {
+	return url.Values{"expand_wildcards": {"open,hidden"}, "ignore_unavailable": {"true"}, "allow_no_indices": {"true"}}
+}

@@ -1,0 +1,361 @@
+package elastic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/enricher-dev/enricher/enrich"
+	"github.com/enricher-dev/enricher/enrich/metrics"
+)
+
+// Options tune the Enricher.
+type Options struct {
+	Indices         []string
+	Extra           map[string]any
+	BatchSize       int
+	MaxRetries      int
+	BackoffInitial  time.Duration
+	BackoffMax      time.Duration
+	PollInterval    time.Duration
+	ShutdownTimeout time.Duration
+	InstallMappings bool
+	// ExtraMappings are field mappings of plugin namespaces, put beside the root's.
+	ExtraMappings map[string]map[string]any
+}
+
+// Enricher polls Elasticsearch for pending alerts, runs the pipeline, and writes back.
+type Enricher struct {
+	c      *Client
+	p      *enrich.Pipeline
+	attack *enrich.AttackStage
+	o      Options
+	m      *metrics.Metrics
+	log    *slog.Logger
+	// Sleep is time.Sleep honouring ctx; replaceable in tests.
+	sleep func(context.Context, time.Duration) error
+	// OnPass, if set, is called after every pass that completed without error.
+	OnPass func()
+}
+
+// NewEnricher wires a client, a pipeline (whose first stage is the ATT&CK stage) and metrics.
+func NewEnricher(c *Client, p *enrich.Pipeline, attack *enrich.AttackStage, o Options, m *metrics.Metrics, log *slog.Logger) *Enricher {
+	if o.BatchSize <= 0 {
+		o.BatchSize = 500
+	}
+	if o.BackoffInitial <= 0 {
+		o.BackoffInitial = 500 * time.Millisecond
+	}
+	if o.BackoffMax < o.BackoffInitial {
+		o.BackoffMax = 30 * time.Second
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 10 * time.Second
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = 30 * time.Second
+	}
+	if m == nil {
+		panic("elastic: NewEnricher needs metrics")
+	}
+	return &Enricher{c: c, p: p, attack: attack, o: o, m: m, log: log, sleep: sleepCtx}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// backoff returns the delay before retry n (0-based): exponential with full jitter.
+func (e *Enricher) backoff(n int) time.Duration {
+	d := e.o.BackoffInitial << min(n, 16)
+	if d > e.o.BackoffMax || d <= 0 {
+		d = e.o.BackoffMax
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func (e *Enricher) query() Query {
+	return Query{
+		Indices:         e.o.Indices,
+		TechniqueFields: e.attack.TechniqueFields(),
+		Root:            e.attack.Namespace(),
+		Hash:            e.attack.Ruleset().Hash(),
+		Extra:           e.o.Extra,
+		SourceFields:    e.p.Fields(),
+		BatchSize:       e.o.BatchSize,
+	}
+}
+
+// PassResult sums up one pass.
+type PassResult struct {
+	PassStats
+	Written int // alerts written successfully (updated or noop)
+	Failed  int
+	// Deferred counts alerts not written because a required stage was down.
+	Deferred int
+	// Partial counts alerts written without an optional stage, which stays pending.
+	Partial int
+}
+
+// Pass enriches every alert pending when it starts, once. ctx cancellation stops between
+// batches; the batch in flight finishes (bounded by ShutdownTimeout).
+func (e *Enricher) Pass(ctx context.Context) (PassResult, error) {
+	var pr PassResult
+	if e.o.InstallMappings {
+		if updated, err := e.c.EnsureMappings(ctx, e.o.Indices, e.attack.Namespace(), e.o.ExtraMappings); err != nil {
+			return pr, err
+		} else if len(updated) > 0 {
+			e.log.Info("put field mappings", "indices", updated, "root", e.attack.Namespace())
+		}
+	}
+	st, err := e.c.Scan(ctx, e.query(), func(ctx context.Context, alerts []*enrich.Alert) error {
+		bctx, cancel := e.batchContext(ctx)
+		defer cancel()
+		e.process(bctx, alerts, &pr)
+		if ctx.Err() != nil {
+			return ctx.Err() // stop after the batch in flight
+		}
+		return nil
+	})
+	pr.PassStats = st
+	e.m.Pending.Set(float64(st.Pending))
+	if st.Pending == 0 || st.Oldest.IsZero() {
+		e.m.Lag.Set(0)
+	} else {
+		e.m.Lag.Set(time.Since(st.Oldest).Seconds())
+	}
+	if err == nil && (pr.Written > 0 || pr.Failed > 0) {
+		err = e.c.Refresh(ctx, e.o.Indices)
+	}
+	return pr, err
+}
+
+// batchContext is not cancelled by ctx at once: on cancellation, the batch in flight gets
+// ShutdownTimeout to finish.
+func (e *Enricher) batchContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(e.o.ShutdownTimeout, cancel)
+		context.AfterFunc(bctx, func() { t.Stop() })
+	})
+	return bctx, func() { stop(); cancel() }
+}
+
+// process enriches and writes one batch, handling every bulk item by its result.
+func (e *Enricher) process(ctx context.Context, alerts []*enrich.Alert, pr *PassResult) {
+	start := time.Now()
+	defer func() { e.m.BatchDuration.Observe(time.Since(start).Seconds()) }()
+	todo := alerts
+	for attempt := 0; len(todo) > 0; attempt++ {
+		results := e.p.Run(ctx, todo)
+		items := make([]BulkItem, 0, len(results))
+		outcomes := make([]string, 0, len(results))
+		for _, r := range results {
+			if r.Outcome == enrich.OutcomeDeferred {
+				pr.Deferred++
+				e.m.AlertsProcessed.WithLabelValues("deferred").Inc()
+				continue
+			}
+			outcome := e.attack.Status(r.Doc)
+			if r.Outcome == enrich.OutcomePartial {
+				outcome = "partial"
+			}
+			items = append(items, BulkItem{Alert: r.Alert, Doc: r.Doc})
+			outcomes = append(outcomes, outcome)
+		}
+		res, err := e.bulk(ctx, items)
+		if err != nil {
+			// Only ctx cancellation (shutdown timeout) gets here: the alerts stay pending.
+			e.log.Warn("batch not written", "alerts", len(items), "err", err)
+			return
+		}
+		var conflicts, retries []*enrich.Alert
+		for i, r := range res {
+			e.m.BulkItems.WithLabelValues(r.Status.String()).Inc()
+			a := items[i].Alert
+			switch r.Status {
+			case ItemUpdated, ItemNoop:
+				pr.Written++
+				if outcomes[i] == "partial" {
+					pr.Partial++
+				}
+				e.m.AlertsProcessed.WithLabelValues(outcomes[i]).Inc()
+				e.countProblems(items[i].Doc)
+			case ItemConflict:
+				conflicts = append(conflicts, a)
+			case ItemRetry:
+				retries = append(retries, a)
+			case ItemNotFound:
+				e.log.Info("alert deleted before write", "index", a.Index, "alert_id", a.ID)
+			default:
+				pr.Failed++
+				e.m.AlertsProcessed.WithLabelValues("failed").Inc()
+				e.log.Warn("alert update failed", "index", a.Index, "alert_id", a.ID, "status", r.Code, "reason", r.Reason)
+			}
+		}
+		if len(conflicts)+len(retries) == 0 {
+			return
+		}
+		if attempt >= e.o.MaxRetries {
+			n := len(conflicts) + len(retries)
+			pr.Failed += n
+			e.m.AlertsProcessed.WithLabelValues("failed").Add(float64(n))
+			e.log.Warn("retries exhausted; alerts stay pending for the next pass", "alerts", n, "attempts", attempt+1)
+			return
+		}
+		todo = retries
+		if len(conflicts) > 0 {
+			fresh, err := e.mget(ctx, conflicts)
+			if err != nil {
+				e.log.Warn("re-read after conflict failed; alerts stay pending", "alerts", len(conflicts), "err", err)
+			} else {
+				todo = append(todo, fresh...)
+			}
+		}
+		if len(retries) > 0 {
+			if e.sleep(ctx, e.backoff(attempt)) != nil {
+				return
+			}
+		}
+	}
+}
+
+func (e *Enricher) countProblems(doc map[string]any) {
+	root, _ := doc[e.attack.Namespace()].(map[string]any)
+	ps, _ := root["problems"].([]map[string]any)
+	for _, p := range ps {
+		if r, ok := p["reason"].(string); ok {
+			e.m.ValuesSkipped.WithLabelValues(r).Inc()
+		}
+	}
+}
+
+// bulk sends items, retrying the whole request with backoff while Elasticsearch is
+// unavailable; it gives up only when ctx ends.
+func (e *Enricher) bulk(ctx context.Context, items []BulkItem) ([]ItemResult, error) {
+	for n := 0; ; n++ {
+		res, err := e.c.BulkUpdate(ctx, items)
+		if err == nil {
+			return res, nil
+		}
+		if !errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+			// A malformed request is a bug; do not hammer. Report and keep alerts pending.
+			return nil, err
+		}
+		d := e.backoff(n)
+		e.log.Warn("bulk request failed; retrying", "err", err, "in", d.String())
+		if e.sleep(ctx, d) != nil {
+			return nil, fmt.Errorf("bulk request: %w", ctx.Err())
+		}
+	}
+}
+
+func (e *Enricher) mget(ctx context.Context, alerts []*enrich.Alert) ([]*enrich.Alert, error) {
+	for n := 0; ; n++ {
+		fresh, err := e.c.Mget(ctx, alerts, e.p.Fields())
+		if err == nil || !errors.Is(err, ErrUnavailable) {
+			return fresh, err
+		}
+		if e.sleep(ctx, e.backoff(n)) != nil {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// RunOnce runs passes until nothing is pending, retrying with backoff while Elasticsearch
+// is unavailable, and returns the summed result. It stops early, with an error, when a
+// pass makes no progress (everything pending was deferred or failed).
+func (e *Enricher) RunOnce(ctx context.Context) (PassResult, error) {
+	var total PassResult
+	prevPending, stuck := -1, 0
+	for n := 0; ; {
+		pr, err := e.Pass(ctx)
+		total.Written += pr.Written
+		total.Failed += pr.Failed
+		total.Deferred += pr.Deferred
+		total.Partial += pr.Partial
+		total.Batches += pr.Batches
+		if err != nil {
+			e.m.Runs.WithLabelValues("error").Inc()
+			if ctx.Err() != nil {
+				return total, ctx.Err()
+			}
+			d := e.backoff(n)
+			n++
+			e.log.Warn("pass failed; retrying", "err", err, "in", d.String())
+			if e.sleep(ctx, d) != nil {
+				return total, ctx.Err()
+			}
+			continue
+		}
+		n = 0
+		e.passOK()
+		if pr.Pending == 0 {
+			return total, nil
+		}
+		if prevPending >= 0 && pr.Pending >= prevPending {
+			stuck++
+		} else {
+			stuck = 0
+		}
+		prevPending = pr.Pending
+		if stuck >= 3 {
+			return total, fmt.Errorf("%d alerts still pending after %d passes without progress: is %s.ruleset.hash mapped as a keyword on the alert indices?",
+				pr.Pending, stuck+1, e.attack.Namespace())
+		}
+		if pr.Written == pr.Partial && pr.Written+pr.Failed+pr.Deferred >= pr.Pending {
+			// Nothing but partial, failed or deferred work: another pass now would repeat it.
+			return total, fmt.Errorf("%d alerts still pending (%d deferred, %d failed, %d waiting for an optional stage)",
+				pr.Pending, pr.Deferred, pr.Failed, pr.Partial)
+		}
+	}
+}
+
+// Run polls until ctx ends: a pass, then a wait of PollInterval when nothing was pending.
+func (e *Enricher) Run(ctx context.Context) error {
+	for n := 0; ctx.Err() == nil; {
+		pr, err := e.Pass(ctx)
+		wait := e.o.PollInterval
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			e.m.Runs.WithLabelValues("error").Inc()
+			wait = e.backoff(n)
+			n++
+			e.log.Warn("pass failed; retrying", "err", err, "in", wait.String())
+		default:
+			n = 0
+			e.passOK()
+			if pr.Written > 0 {
+				e.log.Info("pass done", "pending", pr.Pending, "written", pr.Written, "failed", pr.Failed,
+					"deferred", pr.Deferred, "partial", pr.Partial)
+				if pr.Written > pr.Partial {
+					wait = 0 // more may have arrived meanwhile
+				}
+			}
+		}
+		if wait > 0 && e.sleep(ctx, wait) != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+func (e *Enricher) passOK() {
+	e.m.Runs.WithLabelValues("success").Inc()
+	e.m.LastSuccess.SetToCurrentTime()
+	if e.OnPass != nil {
+		e.OnPass()
+	}
+}

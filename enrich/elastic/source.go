@@ -1,0 +1,239 @@
+package elastic
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/enricher-dev/enricher/enrich"
+)
+
+// Query selects the alerts that need enrichment.
+type Query struct {
+	Indices []string
+	// TechniqueFields: an alert qualifies when any of these holds a value.
+	TechniqueFields []enrich.Field
+	// Root and Hash: an alert is done when <Root>.ruleset.hash equals Hash and no stage
+	// is pending.
+	Root, Hash string
+	// Extra is an optional query that further limits alerts.
+	Extra map[string]any
+	// SourceFields are the _source fields to fetch.
+	SourceFields []string
+	BatchSize    int
+}
+
+// Body returns the Elasticsearch query for pending alerts.
+func (q Query) Body() map[string]any {
+	var carries []any
+	for _, f := range q.TechniqueFields {
+		if f.Kind == enrich.FieldTag {
+			carries = append(carries, map[string]any{"prefix": map[string]any{
+				f.Path: map[string]any{"value": "attack.t", "case_insensitive": true}}})
+			continue
+		}
+		carries = append(carries, map[string]any{"exists": map[string]any{"field": f.Path}})
+	}
+	filter := []any{map[string]any{"bool": map[string]any{"should": carries, "minimum_should_match": 1}}}
+	if len(q.Extra) > 0 {
+		filter = append(filter, q.Extra)
+	}
+	return map[string]any{"bool": map[string]any{
+		"filter": filter,
+		"should": []any{
+			map[string]any{"bool": map[string]any{"must_not": map[string]any{
+				"term": map[string]any{q.Root + ".ruleset.hash": q.Hash}}}},
+			map[string]any{"exists": map[string]any{"field": q.Root + "." + enrich.PendingField}},
+		},
+		"minimum_should_match": 1,
+	}}
+}
+
+// PassStats describe one pass over the pending alerts.
+type PassStats struct {
+	Pending int       // pending alerts when the pass started
+	Oldest  time.Time // @timestamp of the oldest pending alert; zero if unknown
+	Batches int
+}
+
+type hit struct {
+	Index       string          `json:"_index"`
+	ID          string          `json:"_id"`
+	SeqNo       *int64          `json:"_seq_no"`
+	PrimaryTerm *int64          `json:"_primary_term"`
+	Source      json.RawMessage `json:"_source"`
+	Sort        []any           `json:"sort"`
+}
+
+// Scan opens a point in time over the pending alerts and calls fn with each page, in
+// order, until all are seen. fn's error stops the scan and is returned.
+func (c *Client) Scan(ctx context.Context, q Query, fn func(context.Context, []*enrich.Alert) error) (PassStats, error) {
+	var st PassStats
+	pq := hiddenToo()
+	pq.Set("keep_alive", "2m")
+	code, body, err := c.Do(ctx, "pit_open", http.MethodPost, "/"+joinIndices(q.Indices)+"/_pit", pq, nil)
+	if err != nil {
+		return st, fmt.Errorf("open point in time: %w", err)
+	}
+	if code != http.StatusOK {
+		return st, statusError("open point in time", code, body)
+	}
+	var pit struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(body, &pit); err != nil {
+		return st, fmt.Errorf("decode point in time: %w", err)
+	}
+	defer func() {
+		b, _ := json.Marshal(map[string]string{"id": pit.ID})
+		// Closing is best effort; the PIT expires by itself.
+		_, _, _ = c.Do(context.WithoutCancel(ctx), "pit_close", http.MethodDelete, "/_pit", nil, b)
+	}()
+
+	size := q.BatchSize
+	if size <= 0 {
+		size = 500
+	}
+	query := q.Body()
+	var after []any
+	for first := true; ; first = false {
+		req := map[string]any{
+			"size":                size,
+			"query":               query,
+			"pit":                 map[string]any{"id": pit.ID, "keep_alive": "2m"},
+			"sort":                []any{map[string]any{"_shard_doc": "asc"}},
+			"seq_no_primary_term": true,
+			"_source":             map[string]any{"includes": q.SourceFields},
+			"track_total_hits":    first,
+		}
+		if first {
+			req["aggs"] = map[string]any{"oldest": map[string]any{"min": map[string]any{"field": "@timestamp"}}}
+		}
+		if after != nil {
+			req["search_after"] = after
+		}
+		b, err := json.Marshal(req)
+		if err != nil {
+			return st, err
+		}
+		code, body, err := c.Do(ctx, "search", http.MethodPost, "/_search", nil, b)
+		if err != nil {
+			return st, fmt.Errorf("search pending alerts: %w", err)
+		}
+		if code != http.StatusOK {
+			return st, statusError("search pending alerts", code, body)
+		}
+		var res struct {
+			PitID string `json:"pit_id"`
+			Hits  struct {
+				Total struct {
+					Value int `json:"value"`
+				} `json:"total"`
+				Hits []hit `json:"hits"`
+			} `json:"hits"`
+			Aggregations struct {
+				Oldest struct {
+					Value *float64 `json:"value"`
+				} `json:"oldest"`
+			} `json:"aggregations"`
+		}
+		if err := json.Unmarshal(body, &res); err != nil {
+			return st, fmt.Errorf("decode search response: %w", err)
+		}
+		if res.PitID != "" {
+			pit.ID = res.PitID
+		}
+		if first {
+			st.Pending = res.Hits.Total.Value
+			if v := res.Aggregations.Oldest.Value; v != nil {
+				st.Oldest = time.UnixMilli(int64(*v))
+			}
+		}
+		if len(res.Hits.Hits) == 0 {
+			return st, nil
+		}
+		alerts, err := toAlerts(res.Hits.Hits)
+		if err != nil {
+			return st, err
+		}
+		st.Batches++
+		if err := fn(ctx, alerts); err != nil {
+			return st, err
+		}
+		after = res.Hits.Hits[len(res.Hits.Hits)-1].Sort
+		if len(res.Hits.Hits) < size {
+			return st, nil
+		}
+	}
+}
+
+func toAlerts(hits []hit) ([]*enrich.Alert, error) {
+	alerts := make([]*enrich.Alert, 0, len(hits))
+	for _, h := range hits {
+		a := &enrich.Alert{ID: h.ID, Index: h.Index}
+		if h.SeqNo != nil && h.PrimaryTerm != nil {
+			a.SeqNo, a.PrimaryTerm = *h.SeqNo, *h.PrimaryTerm
+		}
+		if len(h.Source) > 0 {
+			if err := json.Unmarshal(h.Source, &a.Source); err != nil {
+				return nil, fmt.Errorf("decode _source of %s/%s: %w", h.Index, h.ID, err)
+			}
+		}
+		if a.Source == nil {
+			a.Source = map[string]any{}
+		}
+		alerts = append(alerts, a)
+	}
+	return alerts, nil
+}
+
+// Mget re-reads alerts (their current _source fields, seq_no and primary term).
+// Alerts that no longer exist are left out.
+func (c *Client) Mget(ctx context.Context, alerts []*enrich.Alert, fields []string) ([]*enrich.Alert, error) {
+	docs := make([]map[string]any, len(alerts))
+	for i, a := range alerts {
+		docs[i] = map[string]any{"_index": a.Index, "_id": a.ID, "_source": map[string]any{"includes": fields}}
+	}
+	b, err := json.Marshal(map[string]any{"docs": docs})
+	if err != nil {
+		return nil, err
+	}
+	code, body, err := c.Do(ctx, "mget", http.MethodPost, "/_mget", url.Values{"realtime": {"true"}}, b)
+	if err != nil {
+		return nil, fmt.Errorf("re-read alerts: %w", err)
+	}
+	if code != http.StatusOK {
+		return nil, statusError("re-read alerts", code, body)
+	}
+	var res struct {
+		Docs []struct {
+			hit
+			Found bool `json:"found"`
+		} `json:"docs"`
+	}
+	if err := json.Unmarshal(body, &res); err != nil {
+		return nil, fmt.Errorf("decode mget response: %w", err)
+	}
+	hits := make([]hit, 0, len(res.Docs))
+	for _, d := range res.Docs {
+		if d.Found {
+			hits = append(hits, d.hit)
+		}
+	}
+	return toAlerts(hits)
+}
+
+// Refresh makes recent writes visible to search on the given index patterns.
+func (c *Client) Refresh(ctx context.Context, indices []string) error {
+	code, body, err := c.Do(ctx, "refresh", http.MethodPost, "/"+joinIndices(indices)+"/_refresh", hiddenToo(), nil)
+	if err != nil {
+		return fmt.Errorf("refresh: %w", err)
+	}
+	if code != http.StatusOK {
+		return statusError("refresh", code, body)
+	}
+	return nil
+}
