@@ -45,7 +45,7 @@ if [[ $ES_SECURITY == true ]]; then
 fi
 
 # es_probe: GET the local node's version. Sets PROBE_CODE (000 when nothing
-# answers), PROBE_IS_ES (the X-Elastic-Product header is present) and
+# answers), PROBE_IS_ES (response headers say Elasticsearch) and
 # PROBE_VERSION. Note: this build has no rest-root module, so "GET /" answers
 # 405; /_nodes/_local works everywhere.
 es_probe() {
@@ -55,7 +55,8 @@ es_probe() {
 	PROBE_CODE=$(curl -s -D "$hdr" -o "$body" -w '%{http_code}' --connect-timeout 2 --max-time 10 \
 		"${CURL_AUTH[@]}" "$URL/_nodes/_local?filter_path=nodes.*.version" 2>/dev/null || true)
 	PROBE_IS_ES=false
-	if grep -qi '^x-elastic-product:[[:space:]]*Elasticsearch' "$hdr"; then
+	# 401s from the security layer carry no product header, only the realm.
+	if grep -qiE '^(x-elastic-product:[[:space:]]*Elasticsearch|www-authenticate:[[:space:]]*Basic realm="security")' "$hdr"; then
 		PROBE_IS_ES=true
 	fi
 	PROBE_VERSION=$(sed -n 's/.*"version"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' "$body" | head -n1)
@@ -114,7 +115,7 @@ fi
 ES_HOME="$BASE/elasticsearch-$ES_VERSION"
 RUN_DIR=$(es_run_dir)
 mkdir -p "$BASE" "$RUN_DIR"
-chmod 755 "$BASE"
+chmod 755 "$BASE" 2>/dev/null || true
 
 # ---- Java ----
 if [[ -z ${ES_JAVA_HOME:-} ]]; then
@@ -167,6 +168,9 @@ install_es() {
 	touch "$ES_HOME/.enricher-complete"
 }
 with_lock "$BASE/.es-$ES_VERSION.lock" install_es
+if ((${#RUN_AS[@]})) && ! "${RUN_AS[@]}" test -x "$ES_HOME/bin/elasticsearch"; then
+	die "user $ES_USER cannot reach $ES_HOME; pick another ES_CACHE"
+fi
 
 # ---- per-port run dir: config, data, logs, tmp ----
 CONF="$RUN_DIR/config"
@@ -186,9 +190,20 @@ if [[ -f $RUN_DIR/version && $(<"$RUN_DIR/version") != "$ES_VERSION" && -d $DATA
 fi
 
 mkdir -p "$CONF" "$DATA" "$LOGS" "$TMPD"
-# Fresh copy of the stock config each start (jvm.options, log4j2, ...), but
-# keep the keystore.
-cp -Rf "$ES_HOME/config/." "$CONF/"
+# Stock config (jvm.options, log4j2, users, roles.yml, ...) is copied once per
+# version, so file-realm users/roles added to $CONF survive restarts.
+# elasticsearch.yml is regenerated below on every start.
+if [[ ! -f $RUN_DIR/version || $(<"$RUN_DIR/version") != "$ES_VERSION" ]]; then
+	cp -Rf "$ES_HOME/config/." "$CONF/"
+else
+	# (not "cp -n": its exit status differs between coreutils versions)
+	while IFS= read -r -d '' f; do
+		if [[ ! -e $CONF/$f ]]; then
+			mkdir -p "$(dirname "$CONF/$f")"
+			cp -f "$ES_HOME/config/$f" "$CONF/$f"
+		fi
+	done < <(cd "$ES_HOME/config" && find . -type f -print0)
+fi
 
 # Only settings that exist in this build: the integ-test zip ships just the
 # transport-netty4, x-pack-core, x-pack-security and apm modules, and unknown
@@ -240,6 +255,15 @@ if [[ $ES_SECURITY == true ]]; then
 		die "elasticsearch-keystore add failed: $(tail -n 20 "$CLI_LOG")"
 fi
 
+# stop_started: after a failed start, don't leave a half-up node behind.
+stop_started() {
+	local pid
+	if pid=$(pid_alive "$PIDFILE"); then
+		stop_pid "$pid" elasticsearch 30
+	fi
+	rm -f "$PIDFILE"
+}
+
 show_logs() {
 	log "---- $CLI_LOG ----"
 	tail -n 40 "$CLI_LOG" >&2 || true
@@ -255,13 +279,21 @@ show_logs() {
 log "starting Elasticsearch $ES_VERSION on $URL (home $ES_HOME, run dir $RUN_DIR)"
 start=$(now_s)
 # -d daemonizes once the node has started; -p writes the server's pid.
-if ! "${RUN_AS[@]}" "${es_env[@]}" "$ES_HOME/bin/elasticsearch" -d -p "$PIDFILE" </dev/null >>"$CLI_LOG" 2>&1; then
+if ! (
+	close_extra_fds
+	exec timeout --kill-after=10 "$ES_START_TIMEOUT" \
+		"${RUN_AS[@]}" "${es_env[@]}" "$ES_HOME/bin/elasticsearch" -d -p "$PIDFILE" </dev/null >>"$CLI_LOG" 2>&1
+); then
 	show_logs
-	die "bin/elasticsearch failed to start"
+	stop_started
+	die "bin/elasticsearch failed to start (or took over ${ES_START_TIMEOUT}s)"
 fi
 
-if ! wait_http "$URL/_cluster/health?wait_for_status=yellow&timeout=5s" "$ES_START_TIMEOUT" "${CURL_AUTH[@]}"; then
+left=$((ES_START_TIMEOUT - ($(now_s) - start)))
+((left >= 10)) || left=10
+if ! wait_http "$URL/_cluster/health?wait_for_status=yellow&timeout=5s" "$left" "${CURL_AUTH[@]}"; then
 	show_logs
+	stop_started
 	die "Elasticsearch did not reach yellow within ${ES_START_TIMEOUT}s"
 fi
 es_probe

@@ -53,13 +53,22 @@ port_open() {
 	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# proc_alive PID: the process exists and is not a zombie (in containers PID 1
+# may never reap our daemons).
+proc_alive() {
+	local st
+	kill -0 "$1" 2>/dev/null || return 1
+	st=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null || true)
+	[[ $st != Z ]]
+}
+
 # pid_alive PIDFILE: true when the pid file names a live process (pid echoed).
 pid_alive() {
 	local f=$1 pid
 	[[ -s $f ]] || return 1
 	pid=$(tr -dc '0-9' <"$f")
 	[[ -n $pid ]] || return 1
-	kill -0 "$pid" 2>/dev/null || return 1
+	proc_alive "$pid" || return 1
 	printf '%s\n' "$pid"
 }
 
@@ -68,7 +77,7 @@ stop_pid() {
 	local pid=$1 name=$2 timeout=${3:-30} deadline
 	kill -TERM "$pid" 2>/dev/null || return 0
 	deadline=$(($(now_s) + timeout))
-	while kill -0 "$pid" 2>/dev/null; do
+	while proc_alive "$pid"; do
 		if (($(now_s) >= deadline)); then
 			log "$name (pid $pid) still alive after ${timeout}s, sending SIGKILL"
 			kill -KILL "$pid" 2>/dev/null || true
@@ -77,10 +86,23 @@ stop_pid() {
 		fi
 		sleep 0.5
 	done
-	if kill -0 "$pid" 2>/dev/null; then
+	if proc_alive "$pid"; then
 		die "$name (pid $pid) survived SIGKILL"
 	fi
 	log "$name (pid $pid) stopped"
+}
+
+# close_extra_fds: close every fd above 2 in the current (sub)shell, so a
+# daemon started next doesn't keep the caller's pipes (CI runners, make's
+# jobserver, $(...) captures) open. Use in a subshell right before exec.
+close_extra_fds() {
+	local p fd
+	for p in /proc/self/fd/*; do
+		fd=${p##*/}
+		if [[ $fd =~ ^[0-9]+$ ]] && ((fd > 2)); then
+			{ exec {fd}>&-; } 2>/dev/null || true
+		fi
+	done
 }
 
 # with_lock FILE CMD...: run CMD under an exclusive flock (parallel make/CI safe).
