@@ -66,6 +66,28 @@ type LayerMeta struct {
 	Divider bool   `json:"divider,omitempty"`
 }
 
+// MarshalJSON writes a divider as {"divider": true} and anything else as {name, value}.
+func (m LayerMeta) MarshalJSON() ([]byte, error) {
+	if m.Divider {
+		return []byte(`{"divider":true}`), nil
+	}
+	return json.Marshal(struct {
+		Name  string `json:"name"`
+		Value string `json:"value"`
+	}{m.Name, m.Value})
+}
+
+// MarshalJSON writes a divider as {"divider": true} and anything else as {label, url}.
+func (l LayerLink) MarshalJSON() ([]byte, error) {
+	if l.Divider {
+		return []byte(`{"divider":true}`), nil
+	}
+	return json.Marshal(struct {
+		Label string `json:"label"`
+		URL   string `json:"url"`
+	}{l.Label, l.URL})
+}
+
 // LayerLink is a link object, or a divider when Divider is true.
 type LayerLink struct {
 	Label   string `json:"label,omitempty"`
@@ -89,6 +111,13 @@ type LayerLegend struct {
 // attackURL is the ATT&CK page of a technique: T1021.002 -> .../techniques/T1021/002/.
 func attackURL(id string) string {
 	return "https://attack.mitre.org/techniques/" + strings.Replace(id, ".", "/", 1) + "/"
+}
+
+// mappingsExplorerURL is the CTID Mappings Explorer page of a technique in one ATT&CK release,
+// which lists every control and product mapped to it.
+func mappingsExplorerURL(attackVersion, id string) string {
+	return "https://center-for-threat-informed-defense.github.io/mappings-explorer/attack/attack-" +
+		attackVersion + "/domain-enterprise/techniques/" + id + "/"
 }
 
 // NavigatorLayer builds the layer: one technique object per technique that is not
@@ -163,8 +192,24 @@ func NavigatorLayer(rep *Report) *Layer {
 				lt.Metadata = append(lt.Metadata, LayerMeta{Name: "detection", Value: v})
 			}
 		}
+		mapped := append(append([]MappingRef{}, t.Detections...), t.Controls...)
+		var versions []string
+		frameworks := map[string][]string{}
+		for _, m := range mapped {
+			if m.AttackVersion == "" {
+				continue
+			}
+			versions = mergeStrings(versions, m.AttackVersion)
+			frameworks[m.AttackVersion] = mergeStrings(frameworks[m.AttackVersion], m.Framework)
+		}
+		for _, v := range versions {
+			lt.Links = append(lt.Links, LayerLink{
+				Label: fmt.Sprintf("CTID Mappings Explorer, ATT&CK %s: %s", v, strings.Join(frameworks[v], ", ")),
+				URL:   mappingsExplorerURL(v, t.ID),
+			})
+		}
 		seen := map[string]bool{}
-		for _, m := range append(append([]MappingRef{}, t.Detections...), t.Controls...) {
+		for _, m := range mapped {
 			for _, u := range m.References {
 				if seen[u] || !(strings.HasPrefix(u, "https://") || strings.HasPrefix(u, "http://")) {
 					continue

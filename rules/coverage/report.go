@@ -39,6 +39,7 @@ type RuleRef struct {
 type MappingRef struct {
 	Framework        string               `json:"framework"`
 	FrameworkVersion string               `json:"framework_version"`
+	AttackVersion    string               `json:"attack_version,omitempty"`
 	CapabilityID     string               `json:"capability_id"`
 	Capability       string               `json:"capability"`
 	MappingType      string               `json:"mapping_type"`
@@ -322,7 +323,7 @@ func mappingRef(m *rules.Mapping) MappingRef {
 		ScoreCategory: m.ScoreCategory, ScoreValue: m.ScoreValue, Alerts: m.Alerts, References: m.References,
 	}
 	if m.Source != nil {
-		mr.Framework, mr.FrameworkVersion = m.Source.Framework, m.Source.FrameworkVersion
+		mr.Framework, mr.FrameworkVersion, mr.AttackVersion = m.Source.Framework, m.Source.FrameworkVersion, m.Source.AttackVersion
 	}
 	return mr
 }
