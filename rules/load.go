@@ -17,6 +17,9 @@ import (
 var ErrInvalid = errors.New("invalid rules")
 
 // ContentError names the file, row and field of a bad value in rule content.
+//
+// Its text is "FILE: row N: FIELD "VALUE": problem", where row N is the 1-based index of
+// the row in the file's mappings (YAML) or mapping_objects (CTID JSON).
 type ContentError struct {
 	File  string
 	Row   int // 1-based mapping row; 0 when the error is not about a row
@@ -29,12 +32,12 @@ func (e *ContentError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.File)
 	if e.Row > 0 {
-		fmt.Fprintf(&b, ": mapping %d", e.Row)
+		fmt.Fprintf(&b, ": row %d", e.Row)
 	}
 	if e.Field != "" {
 		fmt.Fprintf(&b, ": %s", e.Field)
 	}
-	if e.Value != "" || e.Field != "" {
+	if e.Value != "" {
 		fmt.Fprintf(&b, " %q", e.Value)
 	}
 	fmt.Fprintf(&b, ": %v", e.Err)
@@ -174,8 +177,9 @@ func (t *Tables) read(fsys fs.FS) error {
 	return nil
 }
 
-// ReadDir reads every mapping file (*.yaml, *.yml, except the table files) in fsys.
-// Files are read in name order; the first bad file stops the load with an error naming it.
+// ReadDir reads every mapping file in fsys: *.yaml and *.yml in the rules format (except
+// the table files) and *.json in the CTID unified format. Files are read in name order;
+// the first bad file stops the load with an error naming it.
 func ReadDir(fsys fs.FS) ([]*File, error) {
 	var names []string
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
@@ -185,7 +189,7 @@ func ReadDir(fsys fs.FS) ([]*File, error) {
 		if d.IsDir() || isTableFile(p) {
 			return nil
 		}
-		if ext := path.Ext(p); ext == ".yaml" || ext == ".yml" {
+		if ext := path.Ext(p); ext == ".yaml" || ext == ".yml" || ext == ".json" {
 			names = append(names, p)
 		}
 		return nil
@@ -200,7 +204,7 @@ func ReadDir(fsys fs.FS) ([]*File, error) {
 		if err != nil {
 			return nil, err
 		}
-		f, err := DecodeFile(n, data)
+		f, err := DecodeSource(n, data)
 		if err != nil {
 			return nil, err
 		}

@@ -22,6 +22,12 @@ type Source struct {
 	LastUpdate     string `yaml:"last_update,omitempty" json:"last_update,omitempty"`
 	// Origin says where the file came from (a path, a URL, or a page).
 	Origin string `yaml:"origin,omitempty" json:"origin,omitempty"`
+	// Rows is the number of rows the published file held (mapping_objects), skipped ones included.
+	Rows int `yaml:"rows,omitempty" json:"rows,omitempty"`
+	// Skipped counts the rows of the published file that were left out, by reason
+	// (see SkipNullMappingType and the other Skip* constants). `enricher rules import`
+	// records them here so that `enricher rules check` reports them from the YAML too.
+	Skipped map[string]int `yaml:"skipped,omitempty" json:"skipped,omitempty"`
 	// Path is the file the source was loaded from; set by the loader.
 	Path string `yaml:"-" json:"path,omitempty"`
 }
@@ -42,7 +48,18 @@ type FileMapping struct {
 	Alerts          []ProductAlert `yaml:"alerts,omitempty" json:"alerts,omitempty"`
 	Queries         []string       `yaml:"queries,omitempty" json:"queries,omitempty"`
 	Events          []WindowsEvent `yaml:"events,omitempty" json:"events,omitempty"`
+	// Row is the 1-based row in the published file (mapping_objects index for CTID JSON),
+	// set by the loader for reports; 0 means the row's index in Mappings.
+	Row int `yaml:"-" json:"-"`
 }
+
+// Reasons a published row is skipped, as counted in Source.Skipped and Report.Skipped.
+const (
+	SkipNullMappingType = "null mapping_type"
+	SkipNonMappable     = "non_mappable"
+	SkipNoCapability    = "no capability_id"
+	SkipNoTechnique     = "no attack_object_id"
+)
 
 // Kind says how a mapping is shown on an alert.
 type Kind string
@@ -69,8 +86,11 @@ type WindowsEvent struct {
 
 // Mapping is one normalized mapping between a capability and an ATT&CK technique.
 type Mapping struct {
-	Technique     string `json:"technique"`
-	TechniqueName string `json:"technique_name,omitempty"`
+	Technique string `json:"technique"`
+	// SourceTechnique is the technique ID as published when it was revoked or deprecated
+	// and the mapping was moved to its replacement (see tables/revoked.yaml).
+	SourceTechnique string `json:"source_technique,omitempty"`
+	TechniqueName   string `json:"technique_name,omitempty"`
 	// CapabilityID is canonical: NIST IDs unpadded (AC-2), renamed products under their
 	// current name (microsoft_sentinel).
 	CapabilityID string `json:"capability_id"`

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,17 +22,30 @@ type Options struct {
 
 // Report says what Build skipped, merged and could not place.
 type Report struct {
+	// Files lists every release given to Build, dropped ones included.
 	Files []*Source
 	// Dropped lists releases that a newer release of the same framework replaced.
 	Dropped []*Source
-	// Skipped counts rows skipped, by reason (non_mappable, no mapping type, no capability).
+	// Skipped counts rows skipped, by reason (see the Skip* constants), over all files.
 	Skipped map[string]int
+	// SkippedByFile counts skipped rows per file (Source.Path) and reason.
+	SkippedByFile map[string]map[string]int
 	// Unknown lists values kept as published that the tables do not know
-	// (mapping types, score values), with where they were seen.
+	// (mapping types, score values, score categories), with where they were first seen.
 	Unknown []string
 	// Conflicts lists mappings published by several releases that disagree.
 	Conflicts []string
-	Mappings  int
+	// Revoked lists rows published for a revoked or deprecated technique ID, moved to
+	// its replacement (see tables/revoked.yaml).
+	Revoked []string
+	// Duplicates counts rows identical to an earlier row of the same release (dropped).
+	Duplicates int
+	// Merged counts rows merged into an earlier row of the same release for the same
+	// technique, capability and score category (comments and references joined,
+	// highest score kept).
+	Merged int
+	// Mappings is the number of mappings in the ruleset.
+	Mappings int
 }
 
 // Ruleset is the read-only index technique -> mappings. Safe for concurrent use.
@@ -41,6 +55,7 @@ type Ruleset struct {
 	sources  []*Source
 	tables   *Tables
 	byTech   map[string][]*Mapping
+	names    map[string]string
 	report   Report
 	allTechs []string
 }
@@ -49,7 +64,8 @@ type Ruleset struct {
 func (r *Ruleset) Version() string { return r.version }
 
 // Hash returns a SHA-256 over the ruleset's normalized content; it changes whenever
-// any mapping, alias or revocation that affects enrichment changes.
+// any mapping, alias or revocation that affects enrichment changes. Where the files
+// were loaded from does not count.
 func (r *Ruleset) Hash() string { return r.hash }
 
 // Sources returns the framework releases in use.
@@ -65,99 +81,178 @@ func (r *Ruleset) Report() Report { return r.report }
 // framework and capability. The slice must not be modified.
 func (r *Ruleset) Mappings(id string) []*Mapping { return r.byTech[id] }
 
+// ParentMappings returns, for a sub-technique, its parent's ID and the parent's mappings,
+// which an alert for the sub-technique may inherit (mark them inherited; every
+// sub-technique row of a CTID file names that parent in RelatedScore). It returns
+// "", nil for a technique that is not a sub-technique.
+func (r *Ruleset) ParentMappings(id string) (parent string, ms []*Mapping) {
+	p := Parent(id)
+	if p == "" {
+		return "", nil
+	}
+	return p, r.byTech[p]
+}
+
+// Name returns the ATT&CK name of a technique as the mapping files give it, or "".
+func (r *Ruleset) Name(id string) string { return r.names[id] }
+
 // Techniques returns every technique ID that has mappings, sorted.
 func (r *Ruleset) Techniques() []string { return r.allTechs }
 
 // Len returns the number of mappings.
 func (r *Ruleset) Len() int { return r.report.Mappings }
 
+// mappingKey is what makes two rows one mapping. A control is one thing within a framework
+// line (NIST rev4 AC-2 is not rev5 AC-2); a product is one thing whatever file publishes it,
+// scored separately per category (protect, detect, respond); any other relation is one per
+// line and mapping type (a KEV CVE can be both the exploitation technique and the impact).
+type mappingKey struct {
+	tech, kind, line, capability, category, mtype string
+}
+
+func keyOf(m *Mapping) mappingKey {
+	k := mappingKey{tech: m.Technique, kind: string(m.Kind), capability: strings.ToLower(m.CapabilityID)}
+	switch m.Kind {
+	case KindDetection:
+		k.category = m.ScoreCategory
+	case KindControl:
+		k.line = line(m.Source)
+	default:
+		k.line = line(m.Source)
+		k.mtype = m.MappingType
+	}
+	return k
+}
+
 // Build normalizes and merges mapping files into a Ruleset.
 func Build(files []*File, tables *Tables, opts Options) (*Ruleset, error) {
-	rep := Report{Skipped: map[string]int{}}
+	rep := Report{Skipped: map[string]int{}, SkippedByFile: map[string]map[string]int{}}
+	srcs := make(map[*File]*Source, len(files))
 	for _, f := range files {
 		src := f.Source
+		srcs[f] = &src
 		rep.Files = append(rep.Files, &src)
+		for reason, n := range src.Skipped {
+			rep.addSkip(src.Path, reason, n)
+		}
 	}
 	files, rep.Dropped = selectReleases(files, opts.KeepAllReleases)
 
-	type key struct {
-		tech, kind, line, capability string
+	byKey := map[mappingKey]*Mapping{}
+	var order []mappingKey
+	seenUnknown := map[string]bool{}
+	unknown := func(key, msg string) {
+		if !seenUnknown[key] {
+			seenUnknown[key] = true
+			rep.Unknown = append(rep.Unknown, msg)
+		}
 	}
-	byKey := map[key]*Mapping{}
-	var order []key
-	unknown := map[string]bool{}
+	revoked := map[string]int{}
+	var revokedOrder []string
+	names := map[string]string{}
 	for _, f := range files {
-		src := f.Source
+		src := srcs[f]
 		for i, fm := range f.Mappings {
+			row := fm.Row
+			if row == 0 {
+				row = i + 1
+			}
 			mt := strings.ToLower(strings.TrimSpace(fm.MappingType))
 			switch {
 			case mt == "" || mt == "null":
-				rep.Skipped["no mapping type"]++
+				rep.addSkip(src.Path, SkipNullMappingType, 1)
 				continue
 			case mt == "non_mappable":
-				rep.Skipped["non_mappable"]++
+				rep.addSkip(src.Path, SkipNonMappable, 1)
 				continue
 			case strings.TrimSpace(fm.CapabilityID) == "":
-				rep.Skipped["no capability"]++
+				rep.addSkip(src.Path, SkipNoCapability, 1)
 				continue
 			}
-			m := normalize(&src, fm, tables)
+			m := normalize(src, fm, tables)
 			if _, _, known := tables.MappingType(fm.MappingType); !known {
-				u := fmt.Sprintf("%s: mapping %d: unknown mapping_type %q (kept as %s)", src.Path, i+1, fm.MappingType, KindRelated)
-				if !unknown["mt"+src.Path+mt] {
-					unknown["mt"+src.Path+mt] = true
-					rep.Unknown = append(rep.Unknown, u)
-				}
+				unknown("mt\x00"+src.Path+"\x00"+mt, fmt.Sprintf("%s: row %d: unknown mapping_type %q (kept, filed as %s)", src.Path, row, fm.MappingType, KindRelated))
 			}
 			if v := m.ScoreValue; v != "" && v != "minimal" && v != "partial" && v != "significant" {
-				if !unknown["sv"+src.Path+v] {
-					unknown["sv"+src.Path+v] = true
-					rep.Unknown = append(rep.Unknown, fmt.Sprintf("%s: mapping %d: unknown score_value %q (kept)", src.Path, i+1, v))
-				}
+				unknown("sv\x00"+src.Path+"\x00"+v, fmt.Sprintf("%s: row %d: unknown score_value %q (kept)", src.Path, row, v))
 			}
 			if c := m.ScoreCategory; c != "" && c != "protect" && c != "detect" && c != "respond" {
-				if !unknown["sc"+src.Path+c] {
-					unknown["sc"+src.Path+c] = true
-					rep.Unknown = append(rep.Unknown, fmt.Sprintf("%s: mapping %d: unknown score_category %q (kept)", src.Path, i+1, c))
+				unknown("sc\x00"+src.Path+"\x00"+c, fmt.Sprintf("%s: row %d: unknown score_category %q (kept)", src.Path, row, c))
+			}
+			if m.TechniqueName != "" && names[m.Technique] == "" {
+				names[m.Technique] = m.TechniqueName
+			}
+			targets := []string{m.Technique}
+			if r, ok := tables.Revoked(m.Technique); ok && len(r.ReplacedBy) > 0 {
+				k := fmt.Sprintf("%s: %s (%s) is revoked or deprecated; mapped to %s", src.Path, m.Technique, r.Name, strings.Join(r.ReplacedBy, ", "))
+				if revoked[k] == 0 {
+					revokedOrder = append(revokedOrder, k)
 				}
+				revoked[k]++
+				targets = r.ReplacedBy
 			}
-			k := key{tech: m.Technique, kind: string(m.Kind), capability: strings.ToLower(m.CapabilityID)}
-			if m.Kind != KindDetection {
-				// A control is one thing within a framework line (NIST rev4 AC-2 is not rev5 AC-2);
-				// a product is one thing whatever file publishes it.
-				k.line = line(&src)
+			orig, base := m.Technique, *m
+			for ti, target := range targets {
+				mm := m
+				if ti > 0 {
+					c := base
+					mm = &c
+				}
+				if target != orig {
+					// CTID sets related_score to the parent of a sub-technique, and only then.
+					mm.SourceTechnique, mm.Technique, mm.TechniqueName, mm.RelatedScore = orig, target, "", Parent(target)
+				}
+				k := keyOf(mm)
+				prev, dup := byKey[k]
+				if !dup {
+					byKey[k] = mm
+					order = append(order, k)
+					continue
+				}
+				if prev.Source == mm.Source {
+					if mergeSameRelease(prev, mm) {
+						rep.Merged++
+					} else {
+						rep.Duplicates++
+					}
+					continue
+				}
+				newer, older := mm, prev
+				if !releaseNewer(mm.Source, prev.Source) {
+					newer, older = prev, mm
+				}
+				if c := conflict(newer, older); c != "" {
+					rep.Conflicts = append(rep.Conflicts, c)
+				}
+				newer.AlsoIn = appendSources(newer.AlsoIn, older.Source)
+				newer.AlsoIn = appendSources(newer.AlsoIn, older.AlsoIn...)
+				older.AlsoIn = nil
+				if newer.Comments == "" {
+					newer.Comments = older.Comments
+				}
+				newer.Alerts = mergeAlerts(newer.Alerts, older.Alerts)
+				newer.Queries = mergeStrings(newer.Queries, older.Queries)
+				newer.Events = mergeEvents(newer.Events, older.Events)
+				byKey[k] = newer
 			}
-			prev, dup := byKey[k]
-			if !dup {
-				byKey[k] = m
-				order = append(order, k)
-				continue
-			}
-			newer, older := m, prev
-			if !releaseNewer(m.Source, prev.Source) {
-				newer, older = prev, m
-			}
-			if c := conflict(newer, older); c != "" {
-				rep.Conflicts = append(rep.Conflicts, c)
-			}
-			newer.AlsoIn = append(newer.AlsoIn, older.Source)
-			newer.AlsoIn = append(newer.AlsoIn, older.AlsoIn...)
-			older.AlsoIn = nil
-			if newer.Comments == "" {
-				newer.Comments = older.Comments
-			}
-			newer.Alerts = mergeAlerts(newer.Alerts, older.Alerts)
-			byKey[k] = newer
 		}
 	}
+	for _, k := range revokedOrder {
+		if n := revoked[k]; n > 1 {
+			k = fmt.Sprintf("%s (%d rows)", k, n)
+		}
+		rep.Revoked = append(rep.Revoked, k)
+	}
 
-	rs := &Ruleset{version: opts.Version, tables: tables, byTech: map[string][]*Mapping{}, report: rep}
+	rs := &Ruleset{version: opts.Version, tables: tables, byTech: map[string][]*Mapping{}, names: names, report: rep}
 	for _, f := range files {
-		s := f.Source
-		rs.sources = append(rs.sources, &s)
+		rs.sources = append(rs.sources, srcs[f])
 	}
 	for _, k := range order {
 		m := byKey[k]
+		if m.TechniqueName == "" {
+			m.TechniqueName = names[m.Technique]
+		}
 		rs.byTech[m.Technique] = append(rs.byTech[m.Technique], m)
 	}
 	for id, ms := range rs.byTech {
@@ -177,11 +272,79 @@ func Build(files []*File, tables *Tables, opts Options) (*Ruleset, error) {
 	return rs, nil
 }
 
+func (r *Report) addSkip(file, reason string, n int) {
+	r.Skipped[reason] += n
+	m := r.SkippedByFile[file]
+	if m == nil {
+		m = map[string]int{}
+		r.SkippedByFile[file] = m
+	}
+	m[reason] += n
+}
+
+var scoreRank = map[string]int{"minimal": 1, "partial": 2, "significant": 3}
+
+// mergeSameRelease folds row b into a, both from one release with the same key. It
+// reports false when b adds nothing (an exact duplicate).
+func mergeSameRelease(a, b *Mapping) bool {
+	changed := false
+	if scoreRank[b.ScoreValue] > scoreRank[a.ScoreValue] {
+		a.ScoreValue = b.ScoreValue
+		changed = true
+	}
+	if b.Comments != "" && !strings.Contains(a.Comments, b.Comments) {
+		if a.Comments != "" {
+			a.Comments += "\n\n"
+		}
+		a.Comments += b.Comments
+		changed = true
+	}
+	if n := len(a.References); true {
+		a.References = mergeStrings(a.References, b.References)
+		changed = changed || len(a.References) != n
+	}
+	a.Alerts = mergeAlerts(a.Alerts, b.Alerts)
+	a.Queries = mergeStrings(a.Queries, b.Queries)
+	a.Events = mergeEvents(a.Events, b.Events)
+	return changed
+}
+
+func appendSources(list []*Source, add ...*Source) []*Source {
+next:
+	for _, s := range add {
+		for _, x := range list {
+			if x == s {
+				continue next
+			}
+		}
+		list = append(list, s)
+	}
+	return list
+}
+
+func mergeStrings(a, b []string) []string {
+	for _, x := range b {
+		if !slices.Contains(a, x) {
+			a = append(slices.Clip(a), x)
+		}
+	}
+	return a
+}
+
+func mergeEvents(a, b []WindowsEvent) []WindowsEvent {
+	for _, x := range b {
+		if !slices.Contains(a, x) {
+			a = append(slices.Clip(a), x)
+		}
+	}
+	return a
+}
+
 func normalize(src *Source, fm FileMapping, t *Tables) *Mapping {
 	mt, kind, _ := t.MappingType(fm.MappingType)
 	m := &Mapping{
 		Technique:       NormalizeTechniqueID(fm.Technique),
-		TechniqueName:   fm.TechniqueName,
+		TechniqueName:   strings.TrimSpace(fm.TechniqueName),
 		CapabilityID:    NormalizeControlID(src.Framework, fm.CapabilityID),
 		Capability:      strings.TrimSpace(fm.Capability),
 		CapabilityGroup: fm.CapabilityGroup,
@@ -335,7 +498,7 @@ func mergeAlerts(a, b []ProductAlert) []ProductAlert {
 	}
 	for _, x := range b {
 		if !seen[x.ID] {
-			a = append(a, x)
+			a = append(slices.Clip(a), x)
 			seen[x.ID] = true
 		}
 	}
@@ -362,7 +525,25 @@ func less(a, b *Mapping) bool {
 	if a.Source.FrameworkVersion != b.Source.FrameworkVersion {
 		return a.Source.FrameworkVersion < b.Source.FrameworkVersion
 	}
-	return controlLess(a.CapabilityID, b.CapabilityID)
+	if a.CapabilityID != b.CapabilityID {
+		return controlLess(a.CapabilityID, b.CapabilityID)
+	}
+	if a.ScoreCategory != b.ScoreCategory {
+		return categoryRank(a.ScoreCategory) < categoryRank(b.ScoreCategory)
+	}
+	return a.MappingType < b.MappingType
+}
+
+func categoryRank(c string) int {
+	switch c {
+	case "protect":
+		return 0
+	case "detect":
+		return 1
+	case "respond":
+		return 2
+	}
+	return 3
 }
 
 // controlLess orders AC-2 before AC-17 (numeric within family), others by string.
@@ -388,15 +569,34 @@ func splitControl(s string) (family string, n int, ok bool) {
 	return s[:i], n, err == nil
 }
 
+// hashSource is the part of a Source that identifies content (not where it was read from).
+type hashSource struct {
+	Framework, FrameworkVersion, AttackVersion, MappingVersion, Domain, CreationDate, LastUpdate string
+}
+
+func hashOf(s *Source) hashSource {
+	return hashSource{s.Framework, s.FrameworkVersion, s.AttackVersion, s.MappingVersion, s.Domain, s.CreationDate, s.LastUpdate}
+}
+
 func (r *Ruleset) computeHash() (string, error) {
 	h := sha256.New()
 	enc := json.NewEncoder(h)
+	type view struct {
+		M      Mapping
+		Source hashSource
+		AlsoIn []hashSource
+	}
 	for _, id := range r.allTechs {
 		if err := enc.Encode(id); err != nil {
 			return "", err
 		}
 		for _, m := range r.byTech[id] {
-			if err := enc.Encode(m); err != nil {
+			v := view{M: *m, Source: hashOf(m.Source)}
+			v.M.Source, v.M.AlsoIn = nil, nil
+			for _, s := range m.AlsoIn {
+				v.AlsoIn = append(v.AlsoIn, hashOf(s))
+			}
+			if err := enc.Encode(v); err != nil {
 				return "", err
 			}
 		}
