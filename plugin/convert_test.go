@@ -180,7 +180,6 @@ func cmpDiff(a, b proto.Message) string {
 	return fmt.Sprintf("in:  %v\nout: %v", a, b)
 }
 
-
 func TestDecodeObject(t *testing.T) {
 	for _, tc := range []struct {
 		name, in string

@@ -13,9 +13,9 @@ import (
 // slogHCLog adapts a *slog.Logger to hclog.Logger, so go-plugin's own logs and the
 // plugin's stderr end up in the daemon's logger.
 type slogHCLog struct {
-	l     *slog.Logger
-	name  string
-	args  []any
+	l    *slog.Logger
+	name string
+	args []any
 }
 
 var _ hclog.Logger = (*slogHCLog)(nil)
