@@ -134,7 +134,7 @@ func (b *logBuffer) String() string {
 	return b.buf.String()
 }
 
-func newLogger(t *testing.T) (*slog.Logger, *logBuffer) {
+func newLogger(t testing.TB) (*slog.Logger, *logBuffer) {
 	t.Helper()
 	b := &logBuffer{}
 	t.Cleanup(func() {
@@ -145,7 +145,7 @@ func newLogger(t *testing.T) (*slog.Logger, *logBuffer) {
 	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
 }
 
-func startHost(t *testing.T, cfg config.Plugin) (*plugin.Host, *metrics.PluginMetrics, *logBuffer) {
+func startHost(t testing.TB, cfg config.Plugin) (*plugin.Host, *metrics.PluginMetrics, *logBuffer) {
 	t.Helper()
 	log, logs := newLogger(t)
 	m := metrics.NewPluginMetrics(prometheus.NewRegistry())
