@@ -154,7 +154,8 @@ var (
 	// `"Remote code execution attempt (external ID 2019)"`
 	reExternalID = regexp.MustCompile(`"([^"]+?)\s*\(external ID (\d+)\)"`)
 	// `Hunting "Anomalous Resource Access" query`, `"X" hunting query`, `"X" query`
-	reQuery = regexp.MustCompile(`(?i)"([^"]+)"\s+(?:hunting\s+)?query`)
+	// and `"X" Azure Sentinel Hunting query`.
+	reQuery = regexp.MustCompile(`(?i)"([^"]+)"\s+(?:(?:azure|microsoft)\s+sentinel\s+)?(?:(?:hunting|analytics)\s+)?query`)
 	// `Windows Event 4624:3`, `event ID 4688`, `Windows event 4624, logon type 3`
 	reEvent = regexp.MustCompile(`(?i)\bevent(?:\s+id)?s?\s+(\d{4})(?::(\d+)|,?\s+logon\s+type\s+(\d+))?`)
 )
@@ -165,27 +166,41 @@ func ExtractFromComments(comment string) (alerts []ProductAlert, queries []strin
 	if comment == "" {
 		return nil, nil, nil
 	}
+	// Cheap substring checks first: most comments name none of these, and the regular
+	// expressions dominate load time otherwise.
+	hasExt := strings.Contains(comment, "external ID")
+	hasQuery := strings.Contains(comment, "uery") && strings.Contains(comment, `"`)
+	hasEvent := strings.Contains(comment, "vent") || strings.Contains(comment, "VENT")
+	if !hasExt && !hasQuery && !hasEvent {
+		return nil, nil, nil
+	}
 	seen := map[string]bool{}
-	for _, m := range reExternalID.FindAllStringSubmatch(comment, -1) {
-		if !seen["a"+m[2]] {
-			seen["a"+m[2]] = true
-			alerts = append(alerts, ProductAlert{ID: m[2], Name: strings.TrimSpace(m[1])})
+	if hasExt {
+		for _, m := range reExternalID.FindAllStringSubmatch(comment, -1) {
+			if !seen["a"+m[2]] {
+				seen["a"+m[2]] = true
+				alerts = append(alerts, ProductAlert{ID: m[2], Name: strings.TrimSpace(m[1])})
+			}
 		}
 	}
-	for _, m := range reQuery.FindAllStringSubmatch(comment, -1) {
-		if !seen["q"+m[1]] {
-			seen["q"+m[1]] = true
-			queries = append(queries, m[1])
+	if hasQuery {
+		for _, m := range reQuery.FindAllStringSubmatch(comment, -1) {
+			if !seen["q"+m[1]] {
+				seen["q"+m[1]] = true
+				queries = append(queries, m[1])
+			}
 		}
 	}
-	for _, m := range reEvent.FindAllStringSubmatch(comment, -1) {
-		ev := WindowsEvent{ID: m[1], LogonType: m[2]}
-		if ev.LogonType == "" {
-			ev.LogonType = m[3]
-		}
-		if k := "e" + ev.ID + ":" + ev.LogonType; !seen[k] {
-			seen[k] = true
-			events = append(events, ev)
+	if hasEvent {
+		for _, m := range reEvent.FindAllStringSubmatch(comment, -1) {
+			ev := WindowsEvent{ID: m[1], LogonType: m[2]}
+			if ev.LogonType == "" {
+				ev.LogonType = m[3]
+			}
+			if k := "e" + ev.ID + ":" + ev.LogonType; !seen[k] {
+				seen[k] = true
+				events = append(events, ev)
+			}
 		}
 	}
 	return alerts, queries, events

@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -30,8 +32,8 @@ type LoadConfig struct {
 	FetchTimeout time.Duration
 	// Version labels the ruleset; BuiltinVersion for the built-in content, "custom" otherwise.
 	Version string
-	// Progress, when set, is called before each source is read and once at the end
-	// (done == total).
+	// Progress, when set, is called as each source is read (done counts the sources
+	// finished before it) and once at the end (done == total). Calls are serialized.
 	Progress func(done, total int, source string)
 }
 
@@ -80,15 +82,40 @@ func LoadFiles(ctx context.Context, cfg LoadConfig) ([]*File, *Tables, error) {
 	if err != nil {
 		return nil, nil, prefixPath(cfg.Dir, err)
 	}
-	for i, src := range cfg.Sources {
-		if cfg.Progress != nil {
-			cfg.Progress(i, len(cfg.Sources), src)
-		}
-		f, err := LoadSource(ctx, cfg.HTTPClient, cfg.FetchTimeout, src)
+	// Sources are read and decoded in parallel (one worker per CPU); results keep their order
+	// and the first error in source order is returned.
+	loaded := make([]*File, len(cfg.Sources))
+	errs := make([]error, len(cfg.Sources))
+	var mu sync.Mutex
+	done := 0
+	next := make(chan int)
+	var wg sync.WaitGroup
+	workers := min(runtime.GOMAXPROCS(0), len(cfg.Sources))
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				loaded[i], errs[i] = LoadSource(ctx, cfg.HTTPClient, cfg.FetchTimeout, cfg.Sources[i])
+				if cfg.Progress != nil {
+					mu.Lock()
+					cfg.Progress(done, len(cfg.Sources), cfg.Sources[i])
+					done++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range cfg.Sources {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for i, err := range errs {
 		if err != nil {
 			return nil, nil, err
 		}
-		files = append(files, f)
+		files = append(files, loaded[i])
 	}
 	if cfg.Progress != nil {
 		cfg.Progress(len(cfg.Sources), len(cfg.Sources), "")
