@@ -1,0 +1,304 @@
+//go:build ignore
+
+// gen_kibana writes kibana/alerts.ndjson: enricher's Kibana 8.x saved objects (data
+// views, saved searches, Lens visualizations, one dashboard) in the saved-objects export
+// format, one object per line. Run it with `go generate ./dashboards`.
+//
+// Keep every KQL query to the subset the integration test translates faithfully:
+// `field : "value"`, `field : value`, `field : *`, `not`, `and`, `or`, parentheses.
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+)
+
+const (
+	coreMigration = "8.8.0"
+	updatedAt     = "2026-11-24T00:00:00.000Z"
+
+	// Data views.
+	dvSecurity = "enricher-alerts-security"    // Elastic Security alerts only: ECS fields typed as Kibana maps them
+	dvAll      = "enricher-alerts-all-sources" // every alert source enricher polls: only attack_mappings.* and @timestamp are used
+
+	titleSecurity = ".alerts-security.alerts-*"
+	titleAll      = ".alerts-security.alerts-*,logs-endpoint.alerts-*,wazuh-alerts-*,sigma-alerts-*"
+)
+
+type obj = map[string]any
+
+// mustJSON encodes v as a compact JSON string (Kibana stores several attributes as strings).
+func mustJSON(v any) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		log.Fatal(err)
+	}
+	return string(bytes.TrimSpace(b.Bytes()))
+}
+
+// labels are the custom labels the data views give enricher's fields in Discover and Lens.
+var labels = map[string]string{
+	"attack_mappings.status":                    "ATT&CK mapping status",
+	"attack_mappings.techniques":                "ATT&CK techniques",
+	"attack_mappings.unmapped_techniques":       "ATT&CK techniques without mappings",
+	"attack_mappings.has_detection":             "Has a product detection",
+	"attack_mappings.frameworks":                "Mapping frameworks",
+	"attack_mappings.controls.id":               "NIST control",
+	"attack_mappings.controls.name":             "NIST control name",
+	"attack_mappings.controls.group":            "NIST control family",
+	"attack_mappings.detections.product":        "Detection product",
+	"attack_mappings.detections.score_category": "Detection score category",
+	"attack_mappings.detections.alerts.id":      "Product alert ID",
+	"attack_mappings.detections.alerts.name":    "Product alert name",
+	"attack_mappings.detections.queries":        "Product hunting query",
+	"attack_mappings.problems.reason":           "Enrichment problem",
+	"attack_mappings.ruleset.version":           "Ruleset version",
+	"attack_mappings.enriched_at":               "Enriched at",
+}
+
+func dataView(id, name, title string) obj {
+	attrs := obj{}
+	for f, l := range labels {
+		attrs[f] = obj{"customLabel": l}
+	}
+	return obj{
+		"id": id, "type": "index-pattern", "managed": false,
+		"coreMigrationVersion": coreMigration, "typeMigrationVersion": "8.0.0", "updated_at": updatedAt,
+		"references": []any{},
+		"attributes": obj{
+			"name": name, "title": title, "timeFieldName": "@timestamp",
+			// .alerts-security.alerts-<space> is a hidden alias of hidden indices.
+			"allowHidden":    true,
+			"fieldAttrs":     mustJSON(attrs),
+			"fieldFormatMap": "{}", "fields": "[]", "runtimeFieldMap": "{}", "sourceFilters": "[]", "typeMeta": "{}",
+		},
+	}
+}
+
+func savedSearch(id, title, desc, dv, query string, columns []string) obj {
+	src := obj{
+		"query":        obj{"query": query, "language": "kuery"},
+		"filter":       []any{},
+		"indexRefName": "kibanaSavedObjectMeta.searchSourceJSON.index",
+	}
+	return obj{
+		"id": id, "type": "search", "managed": false,
+		"coreMigrationVersion": coreMigration, "typeMigrationVersion": "8.0.0", "updated_at": updatedAt,
+		"references": []any{obj{"id": dv, "name": "kibanaSavedObjectMeta.searchSourceJSON.index", "type": "index-pattern"}},
+		"attributes": obj{
+			"title": title, "description": desc, "columns": columns,
+			"sort": [][]string{{"@timestamp", "desc"}}, "grid": obj{}, "hideChart": false,
+			"isTextBasedQuery": false, "timeRestore": false,
+			"kibanaSavedObjectMeta": obj{"searchSourceJSON": mustJSON(src)},
+		},
+	}
+}
+
+// Lens columns.
+
+func count(id string) obj {
+	return obj{"label": "Alerts", "customLabel": true, "dataType": "number", "operationType": "count",
+		"isBucketed": false, "scale": "ratio", "sourceField": "___records___", "params": obj{"emptyAsNull": true}}
+}
+
+func terms(field, label, orderCol string, size int, dataType string) obj {
+	return obj{"label": label, "customLabel": true, "dataType": dataType, "operationType": "terms",
+		"isBucketed": true, "scale": "ordinal", "sourceField": field,
+		"params": obj{"size": size, "orderBy": obj{"type": "column", "columnId": orderCol},
+			"orderDirection": "desc", "otherBucket": true, "missingBucket": false, "parentFormat": obj{"id": "terms"}}}
+}
+
+func dateHistogram(field string) obj {
+	return obj{"label": field, "dataType": "date", "operationType": "date_histogram", "isBucketed": true,
+		"scale": "interval", "sourceField": field,
+		"params": obj{"interval": "auto", "includeEmptyRows": true, "dropPartials": false}}
+}
+
+type column struct {
+	id  string
+	def obj
+}
+
+func lens(id, title, desc, dv, vizType, query string, cols []column, viz obj) obj {
+	layer := "layer1"
+	columns, order := obj{}, []string{}
+	for _, c := range cols {
+		columns[c.id] = c.def
+		order = append(order, c.id)
+	}
+	return obj{
+		"id": id, "type": "lens", "managed": false,
+		"coreMigrationVersion": coreMigration, "typeMigrationVersion": "8.9.0", "updated_at": updatedAt,
+		"references": []any{obj{"id": dv, "name": "indexpattern-datasource-layer-" + layer, "type": "index-pattern"}},
+		"attributes": obj{
+			"title": title, "description": desc, "visualizationType": vizType,
+			"state": obj{
+				"adHocDataViews": obj{}, "internalReferences": []any{}, "filters": []any{},
+				"query": obj{"query": query, "language": "kuery"},
+				"datasourceStates": obj{
+					"formBased": obj{"layers": obj{layer: obj{
+						"columns": columns, "columnOrder": order, "incompleteColumns": obj{}, "sampling": 1,
+					}}},
+					"indexpattern": obj{"layers": obj{}},
+					"textBased":    obj{"layers": obj{}},
+				},
+				"visualization": viz,
+			},
+		},
+	}
+}
+
+func xy(series string, x, split string, y ...string) obj {
+	l := obj{"layerId": "layer1", "layerType": "data", "seriesType": series, "accessors": y, "xAccessor": x,
+		"position": "top", "showGridlines": false}
+	if split != "" {
+		l["splitAccessor"] = split
+	}
+	return obj{
+		"layers": []any{l}, "preferredSeriesType": series, "valueLabels": "hide",
+		"legend": obj{"isVisible": true, "position": "right"}, "fittingFunction": "None",
+		"axisTitlesVisibilitySettings": obj{"x": true, "yLeft": true, "yRight": true},
+	}
+}
+
+func table(cols ...string) obj {
+	cs := []any{}
+	for _, c := range cols {
+		cs = append(cs, obj{"columnId": c, "isTransposed": false})
+	}
+	return obj{"layerId": "layer1", "layerType": "data", "columns": cs}
+}
+
+func donut(group, metric string) obj {
+	return obj{"shape": "donut", "layers": []any{obj{
+		"layerId": "layer1", "layerType": "data", "primaryGroups": []string{group}, "metrics": []string{metric},
+		"numberDisplay": "percent", "categoryDisplay": "default", "legendDisplay": "default", "nestedLegend": false,
+	}}}
+}
+
+type panel struct {
+	id, typ    string
+	x, y, w, h int
+}
+
+func dashboard(id, title, desc string, panels []panel) obj {
+	ps, refs := []any{}, []any{}
+	for i, p := range panels {
+		idx := fmt.Sprintf("p%d", i+1)
+		ps = append(ps, obj{
+			"version": "8.11.0", "type": p.typ, "panelIndex": idx, "panelRefName": "panel_" + idx,
+			"gridData":         obj{"x": p.x, "y": p.y, "w": p.w, "h": p.h, "i": idx},
+			"embeddableConfig": obj{"enhancements": obj{}},
+		})
+		refs = append(refs, obj{"id": p.id, "name": idx + ":panel_" + idx, "type": p.typ})
+	}
+	return obj{
+		"id": id, "type": "dashboard", "managed": false,
+		"coreMigrationVersion": coreMigration, "typeMigrationVersion": "8.9.0", "updated_at": updatedAt,
+		"references": refs,
+		"attributes": obj{
+			"title": title, "description": desc, "version": 1, "timeRestore": false,
+			"optionsJSON": mustJSON(obj{"useMargins": true, "syncColors": false, "syncCursor": true,
+				"syncTooltips": false, "hidePanelTitles": false}),
+			"panelsJSON": mustJSON(ps),
+			"kibanaSavedObjectMeta": obj{"searchSourceJSON": mustJSON(obj{
+				"query": obj{"query": "", "language": "kuery"}, "filter": []any{}})},
+		},
+	}
+}
+
+const (
+	qT1021002    = `attack_mappings.techniques : "T1021.002"`
+	qNoDetection = `attack_mappings.techniques : * and attack_mappings.has_detection : false`
+)
+
+func objects() []obj {
+	c, t, d := "count", "bucket", "time"
+	return []obj{
+		dataView(dvSecurity, "Elastic Security alerts (enricher)", titleSecurity),
+		dataView(dvAll, "All enriched alert sources (enricher)", titleAll),
+
+		savedSearch("enricher-search-open-t1021-002", "Open T1021.002 alerts: NIST controls and Defender for Identity alerts",
+			"Open Elastic Security alerts for SMB/Windows Admin Shares (T1021.002) that enricher mapped to Microsoft Defender for Identity; the product alert ID column lists the IDs of every mapped product alert.",
+			dvSecurity,
+			`kibana.alert.workflow_status : "open" and attack_mappings.techniques : "T1021.002" and attack_mappings.detections.capability_id : "microsoft_defender_for_identity"`,
+			[]string{"host.name", "user.name", "kibana.alert.rule.name", "kibana.alert.severity",
+				"attack_mappings.controls.id", "attack_mappings.detections.alerts.id", "attack_mappings.detections.alerts.name"}),
+		savedSearch("enricher-search-no-detection", "Alerts whose technique has no product detection mapped",
+			"Alerts from every source whose ATT&CK techniques have no detect-scored product detection in the ruleset.",
+			dvAll, qNoDetection,
+			[]string{"attack_mappings.status", "attack_mappings.techniques", "attack_mappings.unmapped_techniques", "attack_mappings.frameworks"}),
+		savedSearch("enricher-search-problems", "Alerts with enrichment problems",
+			"Alerts where enricher skipped a malformed technique value (see attack_mappings.problems).",
+			dvAll, `attack_mappings.problems.reason : *`,
+			[]string{"attack_mappings.status", "attack_mappings.problems.field", "attack_mappings.problems.value", "attack_mappings.problems.reason"}),
+
+		lens("enricher-lens-by-nist-control", "Alerts by NIST 800-53 control",
+			"Alerts per NIST SP 800-53 control mapped to their techniques (an alert counts once per control).",
+			dvAll, "lnsXY", `attack_mappings.controls.framework : "nist_800_53"`,
+			[]column{{t, terms("attack_mappings.controls.id", "NIST control", c, 20, "string")}, {c, count(c)}},
+			xy("bar_horizontal", t, "", c)),
+		lens("enricher-lens-by-detection-product", "Alerts by product detection",
+			"Alerts per product whose detect-scored detection is mapped to their techniques.",
+			dvAll, "lnsXY", `attack_mappings.detections.score_category : "detect"`,
+			[]column{{t, terms("attack_mappings.detections.product", "Detection product", c, 15, "string")}, {c, count(c)}},
+			xy("bar_horizontal", t, "", c)),
+		lens("enricher-lens-technique-over-time", "Alerts by ATT&CK technique over time",
+			"Enriched alerts over time, split by ATT&CK technique.",
+			dvAll, "lnsXY", `attack_mappings.techniques : *`,
+			[]column{{d, dateHistogram("@timestamp")}, {t, terms("attack_mappings.techniques", "ATT&CK technique", c, 10, "string")}, {c, count(c)}},
+			xy("bar_stacked", d, t, c)),
+		lens("enricher-lens-t1021-002-hosts", "Top hosts behind T1021.002",
+			"Hosts with the most Elastic Security alerts for SMB/Windows Admin Shares (T1021.002).",
+			dvSecurity, "lnsDatatable", qT1021002,
+			[]column{{t, terms("host.name", "Host", c, 10, "string")}, {c, count(c)}},
+			table(t, c)),
+		lens("enricher-lens-t1021-002-users", "Top users behind T1021.002",
+			"Users with the most Elastic Security alerts for SMB/Windows Admin Shares (T1021.002).",
+			dvSecurity, "lnsDatatable", qT1021002,
+			[]column{{t, terms("user.name", "User", c, 10, "string")}, {c, count(c)}},
+			table(t, c)),
+		lens("enricher-lens-no-detection", "Alerts whose technique has no product detection mapped",
+			"Alerts per technique where no detect-scored product detection is mapped: detection gaps.",
+			dvAll, "lnsXY", qNoDetection,
+			[]column{{t, terms("attack_mappings.techniques", "ATT&CK technique", c, 20, "string")}, {c, count(c)}},
+			xy("bar_horizontal", t, "", c)),
+		lens("enricher-lens-status", "Alerts by enrichment status",
+			"enriched: mappings found; unmapped: techniques without mappings; no_technique: only malformed technique values.",
+			dvAll, "lnsPie", ``,
+			[]column{{t, terms("attack_mappings.status", "Status", c, 5, "string")}, {c, count(c)}},
+			donut(t, c)),
+
+		dashboard("enricher-dashboard-attack-mappings", "enricher: ATT&CK mappings on alerts",
+			"NIST 800-53 controls and product detections that enricher mapped onto alerts, technique trends, the hosts and users behind T1021.002, and detection gaps.",
+			[]panel{
+				{"enricher-lens-by-nist-control", "lens", 0, 0, 24, 15},
+				{"enricher-lens-by-detection-product", "lens", 24, 0, 24, 15},
+				{"enricher-lens-technique-over-time", "lens", 0, 15, 32, 15},
+				{"enricher-lens-status", "lens", 32, 15, 16, 15},
+				{"enricher-lens-t1021-002-hosts", "lens", 0, 30, 16, 15},
+				{"enricher-lens-t1021-002-users", "lens", 16, 30, 16, 15},
+				{"enricher-lens-no-detection", "lens", 32, 30, 16, 15},
+				{"enricher-search-open-t1021-002", "search", 0, 45, 48, 18},
+			}),
+	}
+}
+
+func main() {
+	out := flag.String("o", "kibana/alerts.ndjson", "output file")
+	flag.Parse()
+	var b bytes.Buffer
+	for _, o := range objects() {
+		b.WriteString(mustJSON(o))
+		b.WriteByte('\n')
+	}
+	if err := os.WriteFile(*out, b.Bytes(), 0o644); err != nil {
+		log.Fatal(err)
+	}
+}
