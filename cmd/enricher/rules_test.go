@@ -39,8 +39,10 @@ func TestRulesShowBuiltin(t *testing.T) {
 	}
 	code, out, _ = runCmd(t, "rules", "show", "--format", "json", "T1077")
 	var res struct {
-		Technique  string
-		Revoked    *struct{ ReplacedBy []string `json:"replaced_by"` }
+		Technique string
+		Revoked   *struct {
+			ReplacedBy []string `json:"replaced_by"`
+		}
 		Frameworks []struct{ Mappings []json.RawMessage }
 	}
 	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Revoked == nil || res.Revoked.ReplacedBy[0] != "T1021.002" || len(res.Frameworks) == 0 {
