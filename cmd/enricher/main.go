@@ -42,6 +42,7 @@ type command struct {
 var commands = map[string]command{
 	"run":    runCommand(),
 	"enrich": enrichCommand(),
+	"sample": sampleCommand(),
 }
 
 func main() {

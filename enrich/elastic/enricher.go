@@ -219,6 +219,9 @@ func (e *Enricher) process(ctx context.Context, alerts []*enrich.Alert, pr *Pass
 			if err != nil {
 				e.log.Warn("re-read after conflict failed; alerts stay pending", "alerts", len(conflicts), "err", err)
 			} else {
+				// Conflicting alerts that turned out to be done already were written by an
+				// earlier attempt whose response was lost.
+				pr.Written += len(conflicts) - len(fresh)
 				todo = append(todo, fresh...)
 			}
 		}
@@ -260,11 +263,25 @@ func (e *Enricher) bulk(ctx context.Context, items []BulkItem) ([]ItemResult, er
 	}
 }
 
+// mget re-reads alerts after a conflict. Alerts that already carry the current ruleset
+// hash and no pending stage are dropped: a write whose response was lost (Elasticsearch
+// went down after applying it) is not repeated, so each alert is enriched exactly once.
 func (e *Enricher) mget(ctx context.Context, alerts []*enrich.Alert) ([]*enrich.Alert, error) {
+	root := e.attack.Namespace()
+	fields := append(e.p.Fields(), root+".ruleset.hash", root+"."+enrich.PendingField)
 	for n := 0; ; n++ {
-		fresh, err := e.c.Mget(ctx, alerts, e.p.Fields())
-		if err == nil || !errors.Is(err, ErrUnavailable) {
-			return fresh, err
+		fresh, err := e.c.Mget(ctx, alerts, fields)
+		if err == nil {
+			out := fresh[:0]
+			for _, a := range fresh {
+				if !e.done(a) {
+					out = append(out, a)
+				}
+			}
+			return out, nil
+		}
+		if !errors.Is(err, ErrUnavailable) {
+			return nil, err
 		}
 		if e.sleep(ctx, e.backoff(n)) != nil {
 			return nil, ctx.Err()
@@ -358,4 +375,14 @@ func (e *Enricher) passOK() {
 	if e.OnPass != nil {
 		e.OnPass()
 	}
+}
+
+// done reports whether an alert already holds this ruleset's enrichment with no stage pending.
+func (e *Enricher) done(a *enrich.Alert) bool {
+	root := e.attack.Namespace()
+	hash := enrich.Values(a.Source, root+".ruleset.hash")
+	if len(hash) != 1 || hash[0] != e.attack.Ruleset().Hash() {
+		return false
+	}
+	return len(enrich.Values(a.Source, root+"."+enrich.PendingField)) == 0
 }
