@@ -430,4 +430,3 @@ func repoRoot(t testing.TB) string {
 	}
 	return filepath.Dir(strings.TrimSpace(string(out)))
 }
-

@@ -24,11 +24,11 @@ import (
 
 // Index names used by the sample data (Kibana space "default").
 const (
-	KibanaAlias    = ".alerts-security.alerts-default"
-	KibanaBacking  = ".internal.alerts-security.alerts-default-000001"
-	EndpointIndex  = "logs-endpoint.alerts-default-sample"
-	WazuhIndex     = "wazuh-alerts-4.x-sample"
-	SigmaIndex     = "sigma-alerts-sample"
+	KibanaAlias   = ".alerts-security.alerts-default"
+	KibanaBacking = ".internal.alerts-security.alerts-default-000001"
+	EndpointIndex = "logs-endpoint.alerts-default-sample"
+	WazuhIndex    = "wazuh-alerts-4.x-sample"
+	SigmaIndex    = "sigma-alerts-sample"
 )
 
 // Indices are the index patterns that cover every sample index.
@@ -280,10 +280,14 @@ type KibanaSpace string
 func (s KibanaSpace) Alias() string { return ".alerts-security.alerts-" + string(s) }
 
 // Backing is the first backing index, .internal.alerts-security.alerts-<space>-000001.
-func (s KibanaSpace) Backing() string { return ".internal.alerts-security.alerts-" + string(s) + "-000001" }
+func (s KibanaSpace) Backing() string {
+	return ".internal.alerts-security.alerts-" + string(s) + "-000001"
+}
 
 // Template is the name of the index template Kibana installs for the space.
-func (s KibanaSpace) Template() string { return ".alerts-security.alerts-" + string(s) + "-index-template" }
+func (s KibanaSpace) Template() string {
+	return ".alerts-security.alerts-" + string(s) + "-index-template"
+}
 
 // Setup creates the sample indices if missing: the Kibana-like alerts index (hidden,
 // "dynamic": false, behind its alias, with an index template for rollover) and plain
