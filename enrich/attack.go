@@ -173,7 +173,8 @@ func (s *AttackStage) build(found []string) map[string]any {
 	add := func(m *rules.Mapping, technique string, inherited bool) {
 		k := string(m.Kind) + "|" + m.Source.Framework + "|" + m.Source.FrameworkVersion + "|" + m.CapabilityID
 		if m.Kind == rules.KindDetection {
-			k = string(m.Kind) + "|" + m.CapabilityID
+			// One product may be scored for protect and for detect: both are kept.
+			k = string(m.Kind) + "|" + m.CapabilityID + "|" + m.ScoreCategory
 		}
 		if seen[k] {
 			return

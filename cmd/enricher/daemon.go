@@ -54,18 +54,11 @@ func loadConfig(path, rulesDir string) (config.Config, error) {
 // loadRules builds the ruleset the config asks for: built-in content when neither a
 // folder nor sources are configured.
 func loadRules(ctx context.Context, cfg config.Config) (*rules.Ruleset, error) {
-	opts := rules.Options{KeepAllReleases: cfg.Rules.KeepAllReleases}
-	var rs *rules.Ruleset
-	var err error
-	switch {
-	case len(cfg.Rules.Sources) > 0:
-		err = errors.New("rules.sources: not wired yet")
-	case cfg.Rules.Dir != "":
-		rs, err = rules.LoadDir(os.DirFS(cfg.Rules.Dir), opts)
-	default:
-		rs, err = rules.LoadBuiltin(opts)
-	}
-	_ = ctx
+	rs, err := rules.Load(ctx, rules.LoadConfig{
+		Dir:             cfg.Rules.Dir,
+		Sources:         cfg.Rules.Sources,
+		KeepAllReleases: cfg.Rules.KeepAllReleases,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("load rules: %w", err)
 	}

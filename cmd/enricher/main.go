@@ -43,6 +43,7 @@ var commands = map[string]command{
 	"run":    runCommand(),
 	"enrich": enrichCommand(),
 	"sample": sampleCommand(),
+	"rules":  rulesCommand(),
 }
 
 func main() {

@@ -18,8 +18,8 @@ import (
 	"github.com/enricher-dev/enricher/rules"
 )
 
-func init() {
-	commands["rules"] = command{summary: "import, show, list and check ATT&CK mapping rules", run: runRules}
+func rulesCommand() command {
+	return command{summary: "import, show, list and check ATT&CK mapping rules", run: runRules}
 }
 
 const rulesUsage = `usage:
