@@ -1,6 +1,7 @@
 package coverage
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -78,6 +79,9 @@ type Technique struct {
 	// any of them (for a technique).
 	Subtechniques     []string `json:"subtechniques,omitempty"`
 	SubtechniqueRules int      `json:"subtechnique_rules,omitempty"`
+	// RollupRules is the number of distinct rules naming this technique or any of its
+	// sub-techniques (for a technique; equal to the direct count for a sub-technique).
+	RollupRules int `json:"rollup_rules"`
 	// Revoked is set when this ID is revoked or deprecated.
 	Revoked *Revoked `json:"revoked,omitempty"`
 	// RevokedIDs are revoked IDs named by rules that were counted here as the replacement.
@@ -194,7 +198,17 @@ func Build(scan *ScanResult, opts BuildOptions) *Report {
 			get(id)
 		}
 	}
-	// Parents and sub-techniques seen anywhere, so relations can be filled both ways.
+	// Parents and sub-techniques seen anywhere, so relations can be filled both ways; a
+	// sub-technique's parent always has a row, for its roll-up.
+	var parents []string
+	for id := range byID {
+		if p := rules.Parent(id); p != "" {
+			parents = append(parents, p)
+		}
+	}
+	for _, p := range parents {
+		get(p)
+	}
 	for id := range byID {
 		if p := rules.Parent(id); p != "" {
 			if pt, ok := byID[p]; ok {
@@ -257,18 +271,20 @@ func Build(scan *ScanResult, opts BuildOptions) *Report {
 		if t.Parent != "" {
 			t.ParentRules = parentOnly[t.Parent]
 		}
-		if len(t.Subtechniques) > 0 {
-			sort.Strings(t.Subtechniques)
-			distinct := map[string]bool{}
-			for _, s := range t.Subtechniques {
-				for _, r := range byID[s].Rules {
-					if r.Via == "" {
-						distinct[string(r.Source)+"\x00"+r.ID+"\x00"+r.Path] = true
-					}
+		sort.Strings(t.Subtechniques)
+		subs, all := map[string]bool{}, map[string]bool{}
+		for _, r := range t.Rules {
+			all[refKey(r)] = true
+		}
+		for _, s := range t.Subtechniques {
+			for _, r := range byID[s].Rules {
+				if r.Via == "" {
+					subs[refKey(r)] = true
+					all[refKey(r)] = true
 				}
 			}
-			t.SubtechniqueRules = len(distinct)
 		}
+		t.SubtechniqueRules, t.RollupRules = len(subs), len(all)
 		if opts.Alerts != nil {
 			n := opts.Alerts[t.ID]
 			t.Alerts = &n
@@ -312,6 +328,10 @@ func gaps(t *Technique) []string {
 
 // techLess orders T1021 before T1021.001 before T1022.
 func techLess(a, b string) bool { return a < b }
+
+func refKey(r RuleRef) string {
+	return fmt.Sprintf("%s\x00%s\x00%s\x00%d", r.Source, r.ID, r.Path, r.Line)
+}
 
 func ref(r *Rule, via string) RuleRef {
 	return RuleRef{Source: r.Format, ID: r.ID, Name: r.Name, Enabled: r.Enabled, Path: r.Path, Line: r.Line, Via: via}
