@@ -33,11 +33,15 @@ func NewInProcessHost(ctx context.Context, t testing.TB, cfg config.Plugin, impl
 		return &proc{
 			rpc:    raw.(Enricher),
 			exited: stopped.Load,
-			stop: func(context.Context, bool) {
+			stop: func(_ context.Context, hard bool) {
 				once.Do(func() {
 					stopped.Store(true)
-					_ = client.Close()
-					server.Stop()
+					if hard { // like a killed process: the server vanishes
+						server.Stop()
+						_ = client.Conn.Close()
+						return
+					}
+					_ = client.Close() // asks the server to stop, as go-plugin's Kill does
 				})
 			},
 		}, nil
@@ -50,4 +54,14 @@ func (h *Host) SetBackoff(base, max time.Duration) {
 	h.mu.Lock()
 	h.backoffBase, h.backoffMax = base, max
 	h.mu.Unlock()
+}
+
+// KillProcess stops the current process abruptly, as a crash would.
+func (h *Host) KillProcess() {
+	h.mu.Lock()
+	p := h.cur
+	h.mu.Unlock()
+	if p != nil {
+		p.stop(context.Background(), true)
+	}
 }

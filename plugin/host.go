@@ -182,12 +182,12 @@ func (h *Host) Enrich(ctx context.Context, alerts []*enrich.Alert) ([]enrich.Pat
 		start := time.Now()
 		patches, err := p.rpc.Enrich(callCtx, batch)
 		d := time.Since(start)
-		timedOut := errors.Is(callCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+		stopped, timedOut := deadlineHit(ctx, callCtx, err)
 		cancel()
 		if err == nil && len(patches) != len(batch) {
 			err = fmt.Errorf("%w: %d patches for %d alerts", ErrBadResponse, len(patches), len(batch))
 		}
-		result := h.classify(ctx, timedOut, p, err)
+		result := h.classify(stopped, timedOut, p, err)
 		h.m.Call(h.cfg.Name, result, d)
 		switch result {
 		case metrics.PluginResultOK:
@@ -195,7 +195,11 @@ func (h *Host) Enrich(ctx context.Context, alerts []*enrich.Alert) ([]enrich.Pat
 			h.countRejected(patches)
 			return patches, nil
 		case metrics.PluginResultCanceled:
-			return nil, fmt.Errorf("plugin %s: enrich %d alerts: %w", h.cfg.Name, len(batch), ctx.Err())
+			cause := ctx.Err()
+			if cause == nil { // the caller's deadline, reported by gRPC a moment early
+				cause = context.DeadlineExceeded
+			}
+			return nil, fmt.Errorf("plugin %s: enrich %d alerts: %w", h.cfg.Name, len(batch), cause)
 		case metrics.PluginResultTimeout:
 			h.log.Warn("plugin call timed out, killing it", "timeout", h.cfg.Timeout, "alerts", len(batch))
 			h.discard(p, "timeout")
@@ -217,12 +221,29 @@ func (h *Host) Enrich(ctx context.Context, alerts []*enrich.Alert) ([]enrich.Pat
 	return nil, h.unavailable(fmt.Errorf("enrich %d alerts: crashed %d times: %s", len(batch), len(crashes), strings.Join(crashes, "; ")))
 }
 
+// deadlineHit tells whether a failed call ended because the caller gave up (ctx done or
+// its deadline, shorter than ours, passed) or because the plugin's own timeout passed.
+// gRPC may report DeadlineExceeded a moment before callCtx's timer fires, so an error
+// with that code at (or a hair before) the deadline counts too.
+func deadlineHit(ctx, callCtx context.Context, err error) (callerGone, timedOut bool) {
+	if err == nil {
+		return false, false
+	}
+	dl, _ := callCtx.Deadline()
+	expired := callCtx.Err() != nil ||
+		(status.Code(err) == codes.DeadlineExceeded && time.Until(dl) < 50*time.Millisecond)
+	pdl, ok := ctx.Deadline()
+	callerBound := ok && !pdl.After(dl)
+	callerGone = ctx.Err() != nil || (expired && callerBound)
+	return callerGone, expired && !callerGone
+}
+
 // classify names the result of one Enrich call.
-func (h *Host) classify(ctx context.Context, timedOut bool, p *proc, err error) string {
+func (h *Host) classify(callerGone, timedOut bool, p *proc, err error) string {
 	switch {
 	case err == nil:
 		return metrics.PluginResultOK
-	case ctx.Err() != nil:
+	case callerGone:
 		return metrics.PluginResultCanceled
 	case timedOut:
 		return metrics.PluginResultTimeout
