@@ -107,7 +107,7 @@ const (
 // FieldUse is one reference to a field by a saved object.
 type FieldUse struct {
 	Object, DataView, Field, Use string
-	DataType                    string // for terms: Lens dataType (string, number, boolean, ip, date)
+	DataType                     string // for terms: Lens dataType (string, number, boolean, ip, date)
 }
 
 // Bucket is one bucketed Lens column, outermost first.

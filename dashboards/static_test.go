@@ -290,7 +290,7 @@ func TestInnerExprs(t *testing.T) {
 			`enricher_lag_seconds`, `deriv(enricher_lag_seconds[15m])`},
 		"sum by (job) (rate(a{x=~\"a|b\"}[10m]))\n  / sum by (job) (rate(a[10m]))\n> 0.05": {
 			"sum by (job) (rate(a{x=~\"a|b\"}[10m]))\n  / sum by (job) (rate(a[10m]))"},
-		`time() - b > 900`:                  {`time() - b`},
+		`time() - b > 900`:                   {`time() - b`},
 		`x{l="a and b > 1"} >= bool 1`:       {`x{l="a and b > 1"}`},
 		`max(x) by (instance) != 1 unless y`: {`max(x) by (instance)`, `y`},
 	} {
