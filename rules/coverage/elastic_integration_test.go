@@ -1,0 +1,145 @@
+//go:build integration
+
+package coverage
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8"
+)
+
+func esClient(t *testing.T) *elasticsearch.Client {
+	t.Helper()
+	url := os.Getenv("ELASTICSEARCH_URL")
+	if url == "" {
+		url = "http://127.0.0.1:9200"
+	}
+	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{url},
+		Username: os.Getenv("ELASTICSEARCH_USERNAME"), Password: os.Getenv("ELASTICSEARCH_PASSWORD"), APIKey: os.Getenv("ELASTICSEARCH_API_KEY")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := es.Cluster.Health(es.Cluster.Health.WithContext(context.Background()))
+	if err != nil {
+		t.Fatalf("elasticsearch at %s: %v (start one with scripts/es-up.sh)", url, err)
+	}
+	res.Body.Close()
+	return es
+}
+
+func do(t *testing.T, es *elasticsearch.Client, method, path, body string) map[string]any {
+	t.Helper()
+	req, err := newRequest(method, path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := es.Perform(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(res.Body).Decode(&out)
+	if res.StatusCode >= 300 {
+		t.Fatalf("%s %s: %d %v", method, path, res.StatusCode, out)
+	}
+	return out
+}
+
+// TestIntegrationAlertCountsAndIndex counts alerts in a hidden, dynamic:false index shaped
+// like Kibana's alerts index, then writes the coverage documents and reads them back.
+func TestIntegrationAlertCountsAndIndex(t *testing.T) {
+	es := esClient(t)
+	ctx := context.Background()
+	suffix := fmt.Sprintf("%d-%d", time.Now().UnixNano(), rand.IntN(1e6))
+	alerts := ".alerts-security.alerts-enricher-coverage-test-" + suffix
+	covIndex := "enricher-coverage-test-" + suffix
+	t.Cleanup(func() {
+		for _, idx := range []string{alerts, covIndex} {
+			if res, err := es.Indices.Delete([]string{idx}, es.Indices.Delete.WithExpandWildcards("open,hidden")); err == nil {
+				res.Body.Close()
+			}
+		}
+	})
+	do(t, es, "PUT", "/"+alerts, `{
+	  "settings": {"index.hidden": true, "number_of_replicas": 0},
+	  "mappings": {"dynamic": false, "properties": {
+	    "@timestamp": {"type": "date"},
+	    "kibana.alert.rule.threat.technique.id": {"type": "keyword"},
+	    "kibana.alert.rule.threat.technique.subtechnique.id": {"type": "keyword"},
+	    "threat.technique.id": {"type": "keyword"},
+	    "threat.technique.subtechnique.id": {"type": "keyword"}}}}`)
+	now := time.Now().UTC()
+	old := now.Add(-40 * 24 * time.Hour)
+	docs := []string{
+		// One alert carrying T1021/T1021.002 in both the rule mapping and ECS threat.*: counts once.
+		fmt.Sprintf(`{"@timestamp":%q,"kibana.alert.rule.threat":[{"technique":[{"id":"T1021","subtechnique":[{"id":"T1021.002"}]}]}],"threat":{"technique":{"id":["T1021"],"subtechnique":{"id":["T1021.002"]}}}}`, now.Format(time.RFC3339)),
+		// An Elastic Defend style alert: only ECS threat.*.
+		fmt.Sprintf(`{"@timestamp":%q,"threat":{"technique":{"id":["T1021"],"subtechnique":{"id":["T1021.002"]}}}}`, now.Format(time.RFC3339)),
+		fmt.Sprintf(`{"@timestamp":%q,"kibana.alert.rule.threat":[{"technique":[{"id":"T1570"}]}]}`, now.Format(time.RFC3339)),
+		// Out of range.
+		fmt.Sprintf(`{"@timestamp":%q,"kibana.alert.rule.threat":[{"technique":[{"id":"T1059"}]}]}`, old.Format(time.RFC3339)),
+	}
+	var bulk strings.Builder
+	for _, d := range docs {
+		bulk.WriteString(`{"index":{}}` + "\n" + d + "\n")
+	}
+	do(t, es, "POST", "/"+alerts+"/_bulk?refresh=true", bulk.String())
+
+	counts, err := AlertCounts(ctx, es, AlertQuery{Index: ".alerts-security.alerts-enricher-coverage-test-" + suffix + "*", Since: "now-30d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"T1021": 2, "T1021.002": 2, "T1570": 1}
+	if len(counts) != len(want) {
+		t.Errorf("counts = %v, want %v", counts, want)
+	}
+	for k, v := range want {
+		if counts[k] != v {
+			t.Errorf("%s = %d, want %d (all: %v)", k, counts[k], v, counts)
+		}
+	}
+
+	rep := Build(scan(t, "testdata/rules"), BuildOptions{Ruleset: builtin(t), Alerts: counts, AlertsSince: "now-30d", RunID: "it-" + suffix, Now: now})
+	for _, run := range []string{"first", "again (idempotent)"} {
+		n, err := WriteIndex(ctx, es, rep, WriteOptions{Index: covIndex, Refresh: "true"})
+		if err != nil {
+			t.Fatalf("%s write: %v", run, err)
+		}
+		if n != len(rep.Techniques) {
+			t.Errorf("%s write: %d documents, want %d", run, n, len(rep.Techniques))
+		}
+	}
+	out := do(t, es, "GET", "/"+covIndex+"/_search", `{"size":0,"track_total_hits":true,"query":{"term":{"technique.id":"T1021.002"}},
+	  "aggs":{"gaps":{"terms":{"field":"gaps"}},"rules":{"max":{"field":"rule.count"}},"alerts":{"max":{"field":"alert.count"}}}}`)
+	hits := out["hits"].(map[string]any)["total"].(map[string]any)["value"].(float64)
+	aggs := out["aggregations"].(map[string]any)
+	if hits != 1 || aggs["rules"].(map[string]any)["value"].(float64) != 4 || aggs["alerts"].(map[string]any)["value"].(float64) != 2 {
+		t.Errorf("T1021.002 document: hits %v, aggs %v", hits, aggs)
+	}
+	all := do(t, es, "GET", "/"+covIndex+"/_count", `{"query":{"term":{"run.id":"it-`+suffix+`"}}}`)
+	if all["count"].(float64) != float64(len(rep.Techniques)) {
+		t.Errorf("count = %v, want %d", all["count"], len(rep.Techniques))
+	}
+	m := do(t, es, "GET", "/"+covIndex+"/_mapping/field/technique.id", "")
+	if !strings.Contains(fmt.Sprint(m), "type:keyword") {
+		t.Errorf("technique.id mapping: %v", m)
+	}
+}
+
+func newRequest(method, path, body string) (*http.Request, error) {
+	req, err := http.NewRequest(method, path, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return req, nil
+}
