@@ -405,10 +405,14 @@ func (h *Host) succeeded() {
 	h.mu.Unlock()
 }
 
-// backoff after h.failures consecutive failures: base, 2*base, 4*base, ... up to max.
+// backoff after h.failures consecutive failures: none after the first (one crash is
+// restarted at once), then base, 2*base, 4*base, ... up to max.
 func (h *Host) backoff() time.Duration {
+	if h.failures <= 1 {
+		return 0
+	}
 	d := h.backoffBase
-	for i := 1; i < h.failures && d < h.backoffMax; i++ {
+	for i := 2; i < h.failures && d < h.backoffMax; i++ {
 		d *= 2
 	}
 	return min(d, h.backoffMax)

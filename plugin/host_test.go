@@ -618,3 +618,15 @@ func TestEnrichConcurrently(t *testing.T) {
 		t.Errorf("after the storm: %v, %v", got, err)
 	}
 }
+
+func TestProcessExitWhileIdleRestarts(t *testing.T) {
+	h, m, _ := startHost(t, pluginConfig(nil))
+	h.KillProcess() // dies between batches
+	got, err := h.Enrich(t.Context(), testAlerts())
+	if err != nil || !reflect.DeepEqual(got, wantPatches()) {
+		t.Fatalf("Enrich after the process died = %v, %v", got, err)
+	}
+	if r := value(t, m.Restarts.WithLabelValues("asset")); r != 1 {
+		t.Errorf("restarts = %v, want 1", r)
+	}
+}
