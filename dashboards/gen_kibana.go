@@ -233,7 +233,7 @@ func objects() []obj {
 		savedSearch("enricher-search-no-detection", "Alerts whose technique has no product detection mapped",
 			"Alerts from every source whose ATT&CK techniques have no detect-scored product detection in the ruleset.",
 			dvAll, qNoDetection,
-			[]string{"attack_mappings.status", "attack_mappings.techniques", "attack_mappings.unmapped_techniques", "attack_mappings.frameworks"}),
+			[]string{"attack_mappings.status", "attack_mappings.techniques", "attack_mappings.unmapped_techniques", "attack_mappings.ruleset.version"}),
 		savedSearch("enricher-search-problems", "Alerts with enrichment problems",
 			"Alerts where enricher skipped a malformed technique value (see attack_mappings.problems).",
 			dvAll, `attack_mappings.problems.reason : *`,
