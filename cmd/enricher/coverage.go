@@ -112,7 +112,7 @@ func runCoverage(ctx context.Context, e env, args []string) error {
 		fmt.Fprintf(e.stderr, "enricher coverage: unreadable rule file: %s\n", iss)
 	}
 	if *toES {
-		n, err := coverage.WriteIndex(ctx, es, rep, coverage.WriteOptions{Index: *index})
+		n, err := coverage.WriteIndex(ctx, es, rep, coverage.WriteOptions{Index: *index, Refresh: "wait_for"})
 		if err != nil {
 			return fmt.Errorf("write coverage to %s: %w", *index, err)
 		}
