@@ -223,6 +223,17 @@ scrape_configs:
 	h.cleanups = append(h.cleanups, func() {
 		if out, err := h.run(40*time.Second, promEnv, "bash", "scripts/prom-down.sh"); err != nil {
 			fmt.Fprintf(os.Stderr, "dashboards: prom-down: %v\n%s", err, out)
+			return
+		}
+		// prom-down.sh leaves the per-port run dir (log, config path); ports are random here.
+		cache := os.Getenv("ENRICHER_CACHE")
+		if cache == "" {
+			if home, err := os.UserHomeDir(); err == nil {
+				cache = filepath.Join(home, ".cache", "enricher")
+			}
+		}
+		if cache != "" {
+			os.RemoveAll(filepath.Join(cache, "run", "prom-"+h.promPort))
 		}
 	})
 	out, err := h.run(90*time.Second, promEnv, "bash", "scripts/prom-up.sh", promCfg)
