@@ -534,6 +534,10 @@ func (h *harness) skipPluginGap(t *testing.T, expr string) {
 	if h.pluginGap == "" || !strings.Contains(expr, "enricher_plugin_") {
 		return
 	}
+	// The expression must still be valid PromQL that Prometheus accepts.
+	if _, _, err := h.promQuery(expr); err != nil {
+		t.Fatal(err)
+	}
 	msg := "plugin metrics cannot be scraped: " + h.pluginGap
 	if os.Getenv("DASHBOARDS_REQUIRE_PLUGIN") == "1" {
 		t.Fatal(msg)

@@ -155,8 +155,7 @@ func lens(id, title, desc, dv, vizType, query string, cols []column, viz obj) ob
 }
 
 func xy(series string, x, split string, y ...string) obj {
-	l := obj{"layerId": "layer1", "layerType": "data", "seriesType": series, "accessors": y, "xAccessor": x,
-		"position": "top", "showGridlines": false}
+	l := obj{"layerId": "layer1", "layerType": "data", "seriesType": series, "accessors": y, "xAccessor": x}
 	if split != "" {
 		l["splitAccessor"] = split
 	}
