@@ -2,7 +2,6 @@ package enrich
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"sync"
 	"time"
@@ -32,12 +31,13 @@ const AttackStageName = "attack"
 type AttackStage struct {
 	rs      *rules.Ruleset
 	fields  []Field
+	x       *Extractor
 	root    string
 	inherit bool
 	now     func() time.Time
 
 	mu    sync.RWMutex
-	cache map[string]map[string]any // technique set -> static part of the document
+	cache map[string]*staticDoc // technique set -> technique-dependent part of the document
 }
 
 var _ Stage = (*AttackStage)(nil)
@@ -61,8 +61,8 @@ func NewAttackStage(rs *rules.Ruleset, o AttackOptions) *AttackStage {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &AttackStage{rs: rs, fields: o.Fields, root: o.Root, inherit: o.InheritParent, now: o.Now,
-		cache: map[string]map[string]any{}}
+	return &AttackStage{rs: rs, fields: o.Fields, x: NewExtractor(o.Fields), root: o.Root,
+		inherit: o.InheritParent, now: o.Now, cache: map[string]*staticDoc{}}
 }
 
 // Name implements Stage.
@@ -97,40 +97,22 @@ func (s *AttackStage) Enrich(_ context.Context, alerts []*Alert) ([]Patch, error
 }
 
 // Document returns the root object for one alert _source.
-func (s *AttackStage) Document(src map[string]any, enrichedAt string) map[string]any {
-	ids, problems := ExtractTechniques(src, s.fields)
-	static := s.static(ids)
-	doc := make(map[string]any, len(static)+3)
-	for k, v := range static {
-		doc[k] = v
-	}
-	doc["enriched_at"] = enrichedAt
-	if len(problems) > 0 {
-		ps := make([]map[string]any, len(problems))
-		for i, p := range problems {
-			ps[i] = map[string]any{"field": p.Field, "value": p.Value, "reason": p.Reason}
-		}
-		doc["problems"] = ps
-	} else {
-		doc["problems"] = []any{}
-	}
-	if len(ids) == 0 {
-		doc["status"] = StatusNoTechnique
-	}
-	return doc
+func (s *AttackStage) Document(src map[string]any, enrichedAt string) *RootDoc {
+	ids, problems := s.x.Extract(src)
+	d := &RootDoc{static: s.static(ids), EnrichedAt: enrichedAt, Problems: problems}
+	return d
 }
 
 // Status returns the status the stage wrote in a document's root object, or "".
 func (s *AttackStage) Status(doc map[string]any) string {
-	if root, ok := doc[s.root].(map[string]any); ok {
-		st, _ := root["status"].(string)
-		return st
+	if d, ok := doc[s.root].(*RootDoc); ok {
+		return d.Status()
 	}
 	return ""
 }
 
 // static returns the cached, read-only part of the document for a technique ID set.
-func (s *AttackStage) static(ids []string) map[string]any {
+func (s *AttackStage) static(ids []string) *staticDoc {
 	key := strings.Join(ids, ",")
 	s.mu.RLock()
 	d, ok := s.cache[key]
@@ -141,7 +123,7 @@ func (s *AttackStage) static(ids []string) map[string]any {
 	d = s.build(ids)
 	s.mu.Lock()
 	if len(s.cache) > 100000 { // bound memory on pathological input
-		s.cache = map[string]map[string]any{}
+		s.cache = map[string]*staticDoc{}
 	}
 	s.cache[key] = d
 	s.mu.Unlock()
@@ -151,9 +133,9 @@ func (s *AttackStage) static(ids []string) map[string]any {
 // entry is one control, detection or related mapping as written on an alert.
 type entry = map[string]any
 
-// build computes the technique-dependent part of the document. Values are pre-encoded
-// JSON so that writing many alerts for the same techniques costs little.
-func (s *AttackStage) build(found []string) map[string]any {
+// build computes the technique-dependent part of the document, pre-encoded as JSON so
+// that writing many alerts for the same techniques costs a copy.
+func (s *AttackStage) build(found []string) *staticDoc {
 	tables := s.rs.Tables()
 	var techniques, unmapped, inheritedFrom []string
 	var revoked []map[string]any
@@ -228,8 +210,10 @@ func (s *AttackStage) build(found []string) map[string]any {
 			hasDetection = true
 		}
 	}
+	if len(found) == 0 {
+		status = StatusNoTechnique
+	}
 	doc := map[string]any{
-		"status":              status,
 		"techniques":          nonNil(techniques),
 		"unmapped_techniques": nonNil(unmapped),
 		"inherited_from":      nonNil(inheritedFrom),
@@ -244,12 +228,7 @@ func (s *AttackStage) build(found []string) map[string]any {
 			"hash":    s.rs.Hash(),
 		},
 	}
-	for k, v := range doc {
-		if b, err := json.Marshal(v); err == nil {
-			doc[k] = json.RawMessage(b)
-		}
-	}
-	return doc
+	return newStaticDoc(status, doc)
 }
 
 func entryFor(m *rules.Mapping, technique string, inherited bool) entry {

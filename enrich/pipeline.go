@@ -179,7 +179,10 @@ func (p *Pipeline) Run(ctx context.Context, alerts []*Alert) []Result {
 			r.Doc = nil
 			continue
 		}
-		if status, ok := r.Doc[p.statusNS].(map[string]any); ok {
+		switch status := r.Doc[p.statusNS].(type) {
+		case PendingMarker:
+			status.SetPending(r.Pending)
+		case map[string]any:
 			pending := r.Pending
 			if pending == nil {
 				pending = []string{}

@@ -56,37 +56,29 @@ func (p Problem) String() string {
 }
 
 // ExtractTechniques returns the distinct, normalized technique IDs found in src at the
-// given fields, in the order found, and the values that were skipped.
+// given fields, and the values that were skipped. For repeated use, build an Extractor once.
 func ExtractTechniques(src map[string]any, fields []Field) (ids []string, problems []Problem) {
-	for _, f := range fields {
-		for _, v := range Values(src, f.Path) {
-			s, ok := v.(string)
-			if !ok {
-				if v == nil {
-					continue
-				}
-				problems = append(problems, Problem{Field: f.Path, Value: short(v), Reason: ReasonWrongType})
-				continue
-			}
-			if f.Kind == FieldTag {
-				t := strings.ToLower(strings.TrimSpace(s))
-				if !strings.HasPrefix(t, "attack.t") {
-					continue // tactic tags, unrelated tags
-				}
-				s = t[len("attack."):]
-			}
-			id := rules.NormalizeTechniqueID(s)
-			if !rules.IsTechniqueID(id) {
-				if f.Kind == FieldTag && !looksLikeTechnique(id) {
-					continue // attack.t0800-style ICS or group tags are not ours to judge
-				}
-				problems = append(problems, Problem{Field: f.Path, Value: short(v), Reason: ReasonNotTechnique})
-				continue
-			}
-			ids = appendUnique(ids, id)
+	return NewExtractor(fields).Extract(src)
+}
+
+// readID reads one string value of a technique field. ok: a technique ID; problem: a value
+// that should have been one and is not. Tags that are not ATT&CK technique tags are neither.
+func readID(s string, kind FieldKind) (id string, ok, problem bool) {
+	if kind == FieldTag {
+		t := strings.TrimSpace(s)
+		if len(t) < 8 || !strings.EqualFold(t[:8], "attack.t") {
+			return "", false, false // tactic tags, unrelated tags
 		}
+		s = t[len("attack."):]
 	}
-	return ids, problems
+	id = rules.NormalizeTechniqueID(s)
+	if rules.IsTechniqueID(id) {
+		return id, true, false
+	}
+	if kind == FieldTag && !looksLikeTechnique(id) {
+		return "", false, false // attack.ta0008-style tactic tags
+	}
+	return "", false, true
 }
 
 func looksLikeTechnique(s string) bool {

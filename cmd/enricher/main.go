@@ -40,10 +40,11 @@ type command struct {
 
 // commands is the explicit table of subcommands; each lives in its own file.
 var commands = map[string]command{
-	"run":    runCommand(),
-	"enrich": enrichCommand(),
-	"sample": sampleCommand(),
-	"rules":  rulesCommand(),
+	"run":      runCommand(),
+	"enrich":   enrichCommand(),
+	"sample":   sampleCommand(),
+	"rules":    rulesCommand(),
+	"coverage": coverageCommand(),
 }
 
 func main() {

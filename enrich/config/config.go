@@ -117,7 +117,7 @@ type Daemon struct {
 	Listen string `yaml:"listen"`
 	// PollInterval between polls when nothing is pending. Default 10s.
 	PollInterval time.Duration `yaml:"poll_interval"`
-	// BatchSize is the page size of searches and bulk requests. Default 500.
+	// BatchSize is the page size of searches and bulk requests. Default 1000.
 	BatchSize int `yaml:"batch_size"`
 	// MaxRetries of one bulk item on 409/429/5xx before it is counted failed. Default 5.
 	MaxRetries int `yaml:"max_retries"`
@@ -139,7 +139,7 @@ func Default() Config {
 		Daemon: Daemon{
 			Listen:          "127.0.0.1:9464",
 			PollInterval:    10 * time.Second,
-			BatchSize:       500,
+			BatchSize:       1000,
 			MaxRetries:      5,
 			BackoffInitial:  500 * time.Millisecond,
 			BackoffMax:      30 * time.Second,

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sort"
 	"strconv"
 
 	"github.com/enricher-dev/enricher/enrich"
@@ -50,8 +51,7 @@ func (c *Client) BulkUpdate(ctx context.Context, items []BulkItem) ([]ItemResult
 	}
 	var buf bytes.Buffer
 	buf.Grow(len(items) * 2048)
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
+	var scratch []byte
 	for _, it := range items {
 		a := it.Alert
 		buf.WriteString(`{"update":{"_index":`)
@@ -65,10 +65,11 @@ func (c *Client) BulkUpdate(ctx context.Context, items []BulkItem) ([]ItemResult
 			buf.WriteString(strconv.FormatInt(a.PrimaryTerm, 10))
 		}
 		buf.WriteString("}}\n{\"doc\":")
-		if err := enc.Encode(it.Doc); err != nil { // Encode appends '\n'
+		var err error
+		if scratch, err = appendDoc(scratch[:0], it.Doc); err != nil {
 			return nil, fmt.Errorf("encode update of %s/%s: %w", a.Index, a.ID, err)
 		}
-		buf.Truncate(buf.Len() - 1)
+		buf.Write(scratch)
 		buf.WriteString("}\n")
 	}
 	code, body, err := c.Do(ctx, "bulk", http.MethodPost, "/_bulk", nil, buf.Bytes())
@@ -124,4 +125,33 @@ func (c *Client) BulkUpdate(ctx context.Context, items []BulkItem) ([]ItemResult
 func writeJSONString(buf *bytes.Buffer, s string) {
 	b, _ := json.Marshal(s)
 	buf.Write(b)
+}
+
+// appendDoc encodes a partial document: values that encode themselves (enrich.JSONAppender)
+// are appended as they are, the rest go through encoding/json.
+func appendDoc(dst []byte, doc map[string]any) ([]byte, error) {
+	keys := make([]string, 0, len(doc))
+	for k := range doc {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	dst = append(dst, '{')
+	for i, k := range keys {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		kb, _ := json.Marshal(k)
+		dst = append(dst, kb...)
+		dst = append(dst, ':')
+		if a, ok := doc[k].(enrich.JSONAppender); ok {
+			dst = a.AppendJSON(dst)
+			continue
+		}
+		b, err := json.Marshal(doc[k])
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, b...)
+	}
+	return append(dst, '}'), nil
 }

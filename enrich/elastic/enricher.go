@@ -234,11 +234,9 @@ func (e *Enricher) process(ctx context.Context, alerts []*enrich.Alert, pr *Pass
 }
 
 func (e *Enricher) countProblems(doc map[string]any) {
-	root, _ := doc[e.attack.Namespace()].(map[string]any)
-	ps, _ := root["problems"].([]map[string]any)
-	for _, p := range ps {
-		if r, ok := p["reason"].(string); ok {
-			e.m.ValuesSkipped.WithLabelValues(r).Inc()
+	if root, ok := doc[e.attack.Namespace()].(*enrich.RootDoc); ok {
+		for _, p := range root.Problems {
+			e.m.ValuesSkipped.WithLabelValues(p.Reason).Inc()
 		}
 	}
 }

@@ -98,8 +98,7 @@ func (c *Client) Scan(ctx context.Context, q Query, fn func(context.Context, []*
 		size = 500
 	}
 	query := q.Body()
-	var after []any
-	for first := true; ; first = false {
+	fetch := func(after []any, first bool) (searchPage, error) {
 		req := map[string]any{
 			"size":                size,
 			"query":               query,
@@ -115,59 +114,99 @@ func (c *Client) Scan(ctx context.Context, q Query, fn func(context.Context, []*
 		if after != nil {
 			req["search_after"] = after
 		}
-		b, err := json.Marshal(req)
+		return c.searchPage(ctx, req)
+	}
+	// The next page is fetched while fn works on the current one, so searching costs
+	// (almost) no time beside the bulk writes.
+	type result struct {
+		page searchPage
+		err  error
+	}
+	page, err := fetch(nil, true)
+	for {
 		if err != nil {
 			return st, err
 		}
-		code, body, err := c.Do(ctx, "search", http.MethodPost, "/_search", nil, b)
-		if err != nil {
-			return st, fmt.Errorf("search pending alerts: %w", err)
+		if page.pitID != "" {
+			pit.ID = page.pitID
 		}
-		if code != http.StatusOK {
-			return st, statusError("search pending alerts", code, body)
+		if st.Batches == 0 {
+			st.Pending = page.total
+			st.Oldest = page.oldest
 		}
-		var res struct {
-			PitID string `json:"pit_id"`
-			Hits  struct {
-				Total struct {
-					Value int `json:"value"`
-				} `json:"total"`
-				Hits []hit `json:"hits"`
-			} `json:"hits"`
-			Aggregations struct {
-				Oldest struct {
-					Value *float64 `json:"value"`
-				} `json:"oldest"`
-			} `json:"aggregations"`
-		}
-		if err := json.Unmarshal(body, &res); err != nil {
-			return st, fmt.Errorf("decode search response: %w", err)
-		}
-		if res.PitID != "" {
-			pit.ID = res.PitID
-		}
-		if first {
-			st.Pending = res.Hits.Total.Value
-			if v := res.Aggregations.Oldest.Value; v != nil {
-				st.Oldest = time.UnixMilli(int64(*v))
-			}
-		}
-		if len(res.Hits.Hits) == 0 {
+		if len(page.hits) == 0 {
 			return st, nil
 		}
-		alerts, err := toAlerts(res.Hits.Hits)
+		var next chan result
+		if len(page.hits) == size {
+			next = make(chan result, 1)
+			after := page.hits[len(page.hits)-1].Sort
+			go func() {
+				p, err := fetch(after, false)
+				next <- result{p, err}
+			}()
+		}
+		alerts, err := toAlerts(page.hits)
 		if err != nil {
 			return st, err
 		}
 		st.Batches++
 		if err := fn(ctx, alerts); err != nil {
+			if next != nil {
+				<-next
+			}
 			return st, err
 		}
-		after = res.Hits.Hits[len(res.Hits.Hits)-1].Sort
-		if len(res.Hits.Hits) < size {
+		if next == nil {
 			return st, nil
 		}
+		r := <-next
+		page, err = r.page, r.err
 	}
+}
+
+type searchPage struct {
+	pitID  string
+	total  int
+	oldest time.Time
+	hits   []hit
+}
+
+func (c *Client) searchPage(ctx context.Context, req map[string]any) (searchPage, error) {
+	var p searchPage
+	b, err := json.Marshal(req)
+	if err != nil {
+		return p, err
+	}
+	code, body, err := c.Do(ctx, "search", http.MethodPost, "/_search", nil, b)
+	if err != nil {
+		return p, fmt.Errorf("search pending alerts: %w", err)
+	}
+	if code != http.StatusOK {
+		return p, statusError("search pending alerts", code, body)
+	}
+	var res struct {
+		PitID string `json:"pit_id"`
+		Hits  struct {
+			Total struct {
+				Value int `json:"value"`
+			} `json:"total"`
+			Hits []hit `json:"hits"`
+		} `json:"hits"`
+		Aggregations struct {
+			Oldest struct {
+				Value *float64 `json:"value"`
+			} `json:"oldest"`
+		} `json:"aggregations"`
+	}
+	if err := json.Unmarshal(body, &res); err != nil {
+		return p, fmt.Errorf("decode search response: %w", err)
+	}
+	p.pitID, p.total, p.hits = res.PitID, res.Hits.Total.Value, res.Hits.Hits
+	if v := res.Aggregations.Oldest.Value; v != nil {
+		p.oldest = time.UnixMilli(int64(*v))
+	}
+	return p, nil
 }
 
 func toAlerts(hits []hit) ([]*enrich.Alert, error) {

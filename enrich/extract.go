@@ -1,0 +1,132 @@
+package enrich
+
+import (
+	"sort"
+	"strings"
+)
+
+// Extractor finds technique IDs at a fixed set of field paths. It compiles the paths into a
+// trie once, so fields that share a prefix (kibana.alert.rule.threat.technique.id and
+// ...subtechnique.id) are walked together, and every spelling of a path (dotted keys,
+// nested objects, any mix) costs one map lookup per candidate key. Safe for concurrent use.
+type Extractor struct {
+	root *trieNode
+}
+
+type trieNode struct {
+	// candidates are the keys to look up in an object at this node: every dotted join of
+	// segments below it, each with the node it leads to.
+	candidates []candidate
+	children   map[string]*trieNode
+	fields     []Field // fields that end at this node
+}
+
+type candidate struct {
+	key  string
+	node *trieNode
+}
+
+// NewExtractor compiles fields into an Extractor.
+func NewExtractor(fields []Field) *Extractor {
+	root := &trieNode{children: map[string]*trieNode{}}
+	for _, f := range fields {
+		n := root
+		for _, seg := range strings.Split(f.Path, ".") {
+			c, ok := n.children[seg]
+			if !ok {
+				c = &trieNode{children: map[string]*trieNode{}}
+				n.children[seg] = c
+			}
+			n = c
+		}
+		n.fields = append(n.fields, f)
+	}
+	var compile func(n *trieNode)
+	compile = func(n *trieNode) {
+		var walk func(prefix string, m *trieNode)
+		walk = func(prefix string, m *trieNode) {
+			segs := make([]string, 0, len(m.children))
+			for seg := range m.children {
+				segs = append(segs, seg)
+			}
+			sort.Strings(segs)
+			for _, seg := range segs {
+				c := m.children[seg]
+				key := seg
+				if prefix != "" {
+					key = prefix + "." + seg
+				}
+				n.candidates = append(n.candidates, candidate{key: key, node: c})
+				walk(key, c)
+			}
+		}
+		walk("", n)
+		for _, c := range n.children {
+			compile(c)
+		}
+	}
+	compile(root)
+	return &Extractor{root: root}
+}
+
+// Extract returns the distinct, normalized technique IDs found in src, sorted, and the
+// values that were skipped.
+func (x *Extractor) Extract(src map[string]any) (ids []string, problems []Problem) {
+	var st extractState
+	st.walkMap(src, x.root)
+	if len(st.ids) > 1 {
+		sort.Strings(st.ids)
+	}
+	return st.ids, st.problems
+}
+
+type extractState struct {
+	ids      []string
+	problems []Problem
+}
+
+func (st *extractState) walkMap(m map[string]any, n *trieNode) {
+	for _, c := range n.candidates {
+		v, ok := m[c.key]
+		if !ok {
+			continue
+		}
+		for _, f := range c.node.fields {
+			st.leaf(v, f)
+		}
+		if len(c.node.children) > 0 {
+			st.descend(v, c.node)
+		}
+	}
+}
+
+func (st *extractState) descend(v any, n *trieNode) {
+	switch x := v.(type) {
+	case map[string]any:
+		st.walkMap(x, n)
+	case []any:
+		for _, e := range x {
+			st.descend(e, n)
+		}
+	}
+}
+
+func (st *extractState) leaf(v any, f Field) {
+	switch x := v.(type) {
+	case []any:
+		for _, e := range x {
+			st.leaf(e, f)
+		}
+	case string:
+		id, ok, problem := readID(x, f.Kind)
+		switch {
+		case problem:
+			st.problems = append(st.problems, Problem{Field: f.Path, Value: short(x), Reason: ReasonNotTechnique})
+		case ok:
+			st.ids = appendUnique(st.ids, id)
+		}
+	case nil:
+	default:
+		st.problems = append(st.problems, Problem{Field: f.Path, Value: short(v), Reason: ReasonWrongType})
+	}
+}

@@ -1,0 +1,366 @@
+// Command bench measures enricher against a real Elasticsearch and prints ratios measured
+// side by side in one run (see `make bench`):
+//
+//   - end to end: enriched alerts/s (search, pipeline, guarded _bulk partial updates)
+//     next to the raw _bulk partial-update ceiling of the same node, for the same
+//     documents and the same updates;
+//   - the enrich step's cost per alert next to a plain decode-to-map/encode baseline;
+//   - per-alert enrich cost with every shared CTID framework loaded next to the built-in rules;
+//   - resident memory of `enricher run --once` while it enriches many alerts.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/enricher-dev/enricher/enrich"
+	"github.com/enricher-dev/enricher/enrich/config"
+	"github.com/enricher-dev/enricher/enrich/elastic"
+	"github.com/enricher-dev/enricher/enrich/metrics"
+	"github.com/enricher-dev/enricher/enrich/sample"
+	"github.com/enricher-dev/enricher/rules"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+var (
+	esURL   = flag.String("es", envOr("ELASTICSEARCH_URL", "http://127.0.0.1:9200"), "Elasticsearch URL")
+	n       = flag.Int("n", 20000, "alerts for the end-to-end comparison")
+	memN    = flag.Int("mem-n", 100000, "alerts for the resident-memory run (0 skips it)")
+	bin     = flag.String("bin", "bin/enricher", "enricher binary for the memory run")
+	shared  = flag.String("shared", "../shared/data/mappings", "folder of CTID files for the all-frameworks figures ('' skips)")
+	batch   = flag.Int("batch", 1000, "batch size for both sides")
+	rounds  = flag.Int("rounds", 3, "rounds of the end-to-end comparison (best of each side)")
+	verbose = flag.Bool("v", false, "print where end-to-end time goes")
+)
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func run() error {
+	flag.Parse()
+	ctx := context.Background()
+	c, err := elastic.NewClient(config.Elasticsearch{URLs: []string{*esURL}, RequestTimeout: 120 * time.Second}, nil)
+	if err != nil {
+		return err
+	}
+	builtin, err := rules.LoadBuiltin(rules.Options{})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("enricher bench: %d alerts, batch %d, Elasticsearch %s, GOMAXPROCS %d\n\n", *n, *batch, *esURL, runtime.GOMAXPROCS(0))
+
+	if err := stepCost(builtin); err != nil {
+		return err
+	}
+	if *shared != "" {
+		if err := frameworksCost(ctx, builtin); err != nil {
+			return err
+		}
+	}
+	if err := endToEnd(ctx, c, builtin); err != nil {
+		return err
+	}
+	if *memN > 0 {
+		if err := memory(ctx, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sources returns the _source bodies of n sample alerts, as JSON and decoded.
+func sources(n int) ([][]byte, []map[string]any) {
+	docs := sample.Generate(n, 42)
+	raw := make([][]byte, len(docs))
+	dec := make([]map[string]any, len(docs))
+	for i, d := range docs {
+		raw[i], _ = json.Marshal(d.Source)
+		_ = json.Unmarshal(raw[i], &dec[i])
+	}
+	return raw, dec
+}
+
+func perOp(r testing.BenchmarkResult, per int) float64 {
+	return float64(r.T.Nanoseconds()) / float64(r.N) / float64(per)
+}
+
+// stepCost: the enrich step (extract IDs, look up, build the root object) per alert,
+// next to decoding the alert to a map and encoding it again.
+func stepCost(rs *rules.Ruleset) error {
+	raw, dec := sources(1000)
+	st := enrich.NewAttackStage(rs, enrich.AttackOptions{InheritParent: true})
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	base := testing.Benchmark(func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			for _, r := range raw {
+				var m map[string]any
+				_ = json.Unmarshal(r, &m)
+				_, _ = json.Marshal(m)
+			}
+		}
+	})
+	ours := testing.Benchmark(func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			for _, s := range dec {
+				_ = st.Document(s, now)
+			}
+		}
+	})
+	b, o := perOp(base, len(raw)), perOp(ours, len(dec))
+	fmt.Printf("enrich step, per alert (built-in rules):\n")
+	fmt.Printf("  decode-to-map + encode baseline  %8.0f ns\n", b)
+	fmt.Printf("  enrich step                      %8.0f ns\n", o)
+	fmt.Printf("  ratio                            %8.1fx cheaper (target >= 20x)\n\n", b/o)
+	return nil
+}
+
+func frameworksCost(ctx context.Context, builtin *rules.Ruleset) error {
+	files, _ := filepath.Glob(filepath.Join(*shared, "*-enterprise.json"))
+	if len(files) == 0 {
+		fmt.Printf("all frameworks: no CTID files in %s, skipped\n\n", *shared)
+		return nil
+	}
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	all, err := rules.Load(ctx, rules.LoadConfig{Sources: files})
+	if err != nil {
+		return err
+	}
+	took := time.Since(start)
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	fmt.Printf("all shared CTID files (%d files, %d mappings, %d techniques):\n", len(files), all.Len(), len(all.Techniques()))
+	fmt.Printf("  load time                        %8d ms\n", took.Milliseconds())
+	fmt.Printf("  live heap after load             %8.1f MB\n", float64(after.HeapAlloc-min(before.HeapAlloc, after.HeapAlloc))/1e6)
+	fmt.Printf("  process RSS now                  %8.1f MB\n", rssMB())
+
+	_, dec := sources(1000)
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	cost := func(rs *rules.Ruleset) float64 {
+		runtime.GC()
+		st := enrich.NewAttackStage(rs, enrich.AttackOptions{InheritParent: true})
+		r := testing.Benchmark(func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				for _, s := range dec {
+					_ = st.Document(s, now)
+				}
+			}
+		})
+		return perOp(r, len(dec))
+	}
+	// Interleave to share machine noise.
+	var b1, a1 []float64
+	for i := 0; i < 5; i++ {
+		b1 = append(b1, cost(builtin))
+		a1 = append(a1, cost(all))
+	}
+	b, a := minimum(b1), minimum(a1)
+	fmt.Printf("  enrich step, built-in rules      %8.0f ns/alert\n", b)
+	fmt.Printf("  enrich step, all frameworks      %8.0f ns/alert\n", a)
+	fmt.Printf("  ratio                            %8.2f (target <= 1.10)\n\n", a/b)
+	return nil
+}
+
+// minimum is the least noisy estimate of a cost on a shared machine.
+func minimum(xs []float64) float64 {
+	sort.Float64s(xs)
+	return xs[0]
+}
+
+func rssMB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			var kb float64
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(l, "VmRSS:")), "%f", &kb)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// endToEnd compares enricher against the raw _bulk partial-update ceiling on fresh copies
+// of the same alerts: the ceiling sends exactly the updates enricher computed, with the
+// same batch size, skipping search and pipeline.
+func endToEnd(ctx context.Context, c *elastic.Client, rs *rules.Ruleset) error {
+	space := sample.KibanaSpace("bench")
+	docs := kibanaDocs(space, *n)
+	var best, bestCeil float64
+	for r := 0; r < *rounds; r++ {
+		// enricher
+		if err := reset(ctx, c, space, docs); err != nil {
+			return err
+		}
+		m := metrics.New(prometheus.NewRegistry())
+		c, err := elastic.NewClient(config.Elasticsearch{URLs: []string{*esURL}, RequestTimeout: 120 * time.Second}, m)
+		if err != nil {
+			return err
+		}
+		attack := enrich.NewAttackStage(rs, enrich.AttackOptions{InheritParent: true})
+		p, err := enrich.NewPipeline([]enrich.PipelineStage{{Stage: attack, Required: true}}, "attack_mappings", m, nil)
+		if err != nil {
+			return err
+		}
+		en := elastic.NewEnricher(c, p, attack, elastic.Options{Indices: []string{space.Alias()}, BatchSize: *batch,
+			MaxRetries: 5, InstallMappings: true}, m, slog.New(slog.DiscardHandler))
+		start := time.Now()
+		res, err := en.RunOnce(ctx)
+		if err != nil {
+			return err
+		}
+		took := time.Since(start)
+		rate := float64(res.Written) / took.Seconds()
+		best = max(best, rate)
+		if *verbose {
+			fmt.Printf("  time by operation (of %s):", took.Round(time.Millisecond))
+			for _, op := range []string{"pit_open", "search", "bulk", "mget", "mapping", "refresh", "pit_close"} {
+				fmt.Printf(" %s %s", op, opSeconds(m, op).Round(time.Millisecond))
+			}
+			fmt.Println()
+		}
+
+		// ceiling: the same updates, precomputed, raw _bulk
+		if err := reset(ctx, c, space, docs); err != nil {
+			return err
+		}
+		if _, err := c.EnsureMappings(ctx, []string{space.Alias()}, "attack_mappings", nil); err != nil {
+			return err
+		}
+		bodies := ceilingBodies(space, docs, attack)
+		start = time.Now()
+		for _, b := range bodies {
+			code, resp, err := c.Do(ctx, "bulk", http.MethodPost, "/_bulk", nil, b)
+			if err != nil || code != http.StatusOK || bytes.Contains(resp[:min(len(resp), 64)], []byte(`"errors":true`)) {
+				return fmt.Errorf("ceiling bulk: %v %d %.300s", err, code, resp)
+			}
+		}
+		if err := c.Refresh(ctx, []string{space.Alias()}); err != nil {
+			return err
+		}
+		ceil := float64(len(docs)) / time.Since(start).Seconds()
+		bestCeil = max(bestCeil, ceil)
+		fmt.Printf("  round %d: enricher %7.0f alerts/s, raw _bulk ceiling %7.0f alerts/s\n", r+1, rate, ceil)
+	}
+	fmt.Printf("end to end, %d Kibana alerts (best of %d rounds):\n", len(docs), *rounds)
+	fmt.Printf("  enricher run --once              %8.0f alerts/s\n", best)
+	fmt.Printf("  raw _bulk partial-update ceiling %8.0f alerts/s\n", bestCeil)
+	fmt.Printf("  ratio                            %8.2f (target >= 0.90)\n\n", best/bestCeil)
+	deleteSpace(ctx, c, space)
+	return nil
+}
+
+func kibanaDocs(s sample.KibanaSpace, n int) []sample.Doc {
+	var out []sample.Doc
+	for _, d := range sample.Generate(n*2, 7) {
+		if d.Index == sample.KibanaAlias && len(out) < n {
+			d.Index = s.Alias()
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func deleteSpace(ctx context.Context, c *elastic.Client, s sample.KibanaSpace) {
+	c.Do(ctx, "other", http.MethodDelete, "/.internal.alerts-security.alerts-"+string(s)+"-*", url.Values{"expand_wildcards": {"all"}}, nil)
+}
+
+func reset(ctx context.Context, c *elastic.Client, s sample.KibanaSpace, docs []sample.Doc) error {
+	deleteSpace(ctx, c, s)
+	if err := sample.SetupKibana(ctx, c, s); err != nil {
+		return err
+	}
+	return sample.Load(ctx, c, docs)
+}
+
+func ceilingBodies(s sample.KibanaSpace, docs []sample.Doc, attack *enrich.AttackStage) [][]byte {
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	var out [][]byte
+	var buf bytes.Buffer
+	for i, d := range docs {
+		meta, _ := json.Marshal(map[string]any{"update": map[string]any{"_index": s.Backing(), "_id": d.ID}})
+		doc, _ := json.Marshal(map[string]any{"doc": map[string]any{"attack_mappings": attack.Document(d.Source, now)}})
+		buf.Write(meta)
+		buf.WriteByte('\n')
+		buf.Write(doc)
+		buf.WriteByte('\n')
+		if (i+1)%*batch == 0 || i == len(docs)-1 {
+			out = append(out, append([]byte(nil), buf.Bytes()...))
+			buf.Reset()
+		}
+	}
+	return out
+}
+
+// memory runs the real binary over many alerts and reports its peak resident memory.
+func memory(ctx context.Context, c *elastic.Client) error {
+	if _, err := os.Stat(*bin); err != nil {
+		return fmt.Errorf("memory run needs the binary %s (make build): %w", *bin, err)
+	}
+	space := sample.KibanaSpace("benchmem")
+	docs := kibanaDocs(space, *memN)
+	if err := reset(ctx, c, space, docs); err != nil {
+		return err
+	}
+	defer deleteSpace(ctx, c, space)
+	cfg := filepath.Join(os.TempDir(), "enricher-bench-mem.yml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("elasticsearch: {urls: [%q]}\nalerts: {indices: [%q]}\ndaemon: {listen: \"127.0.0.1:0\", batch_size: %d}\n",
+		*esURL, space.Alias(), *batch)), 0o644)
+	cmd := exec.CommandContext(ctx, *bin, "run", "--once", "--config", cfg, "--log-level", "warn")
+	cmd.Stderr = os.Stderr
+	start := time.Now()
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("memory run: %w", err)
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	fmt.Printf("resident memory, enricher run --once over %d alerts (%s):\n", len(docs), strings.TrimSpace(string(out)))
+	fmt.Printf("  peak RSS                         %8.1f MB (target < 100 MB), %.0f alerts/s\n\n",
+		float64(ru.Maxrss)/1024, float64(len(docs))/time.Since(start).Seconds())
+	return nil
+}
+
+func opSeconds(m *metrics.Metrics, op string) time.Duration {
+	var pb dto.Metric
+	h, err := m.ESDuration.GetMetricWithLabelValues(op)
+	if err != nil {
+		return 0
+	}
+	if err := h.(prometheus.Metric).Write(&pb); err != nil {
+		return 0
+	}
+	return time.Duration(pb.GetHistogram().GetSampleSum() * float64(time.Second))
+}
