@@ -1,3 +1,4 @@
+// Benchmarks of the enrich step; `make bench` prints the side-by-side figures.
 package enrich_test
 
 import (
