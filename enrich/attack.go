@@ -2,6 +2,7 @@ package enrich
 
 import (
 	"context"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -174,7 +175,14 @@ func (s *AttackStage) build(found []string) *staticDoc {
 		}
 	}
 	mapped := false
-	for _, t := range techniques {
+	// The most specific mapping of a capability wins: sub-techniques first, then parents,
+	// then inherited parents. An alert tagged T1021 and T1021.002 shows Defender for
+	// Identity once, with the alerts the T1021.002 mapping names.
+	bySpecificity := append([]string(nil), techniques...)
+	sort.SliceStable(bySpecificity, func(i, j int) bool {
+		return strings.Contains(bySpecificity[i], ".") && !strings.Contains(bySpecificity[j], ".")
+	})
+	for _, t := range bySpecificity {
 		ms := s.rs.Mappings(t)
 		if len(ms) == 0 {
 			unmapped = append(unmapped, t)

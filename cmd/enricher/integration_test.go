@@ -1,0 +1,292 @@
+//go:build integration
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/enricher-dev/enricher/enrich/config"
+	"github.com/enricher-dev/enricher/enrich/elastic"
+	"github.com/enricher-dev/enricher/enrich/sample"
+)
+
+// The tests in this file run the real binary against the real Elasticsearch.
+
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "enricher-bin")
+	if err != nil {
+		panic(err)
+	}
+	binPath = filepath.Join(dir, "enricher")
+	if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build enricher: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func esURL() string {
+	if u := os.Getenv("ELASTICSEARCH_URL"); u != "" {
+		return u
+	}
+	return "http://127.0.0.1:9200"
+}
+
+func esClient(t *testing.T) *elastic.Client {
+	t.Helper()
+	c, err := elastic.NewClient(config.Elasticsearch{URLs: []string{esURL()}, RequestTimeout: 30 * time.Second}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body, err := c.Do(context.Background(), "other", http.MethodGet, "/_cluster/health", nil, nil); err != nil || code != 200 {
+		t.Fatalf("no Elasticsearch at %s (make es-up): %v %s", esURL(), err, body)
+	}
+	return c
+}
+
+// newSpace creates a Kibana-like alerts index for one test, loads n sample alerts into
+// it, and deletes it afterwards.
+func newSpace(t *testing.T, c *elastic.Client, n int) (sample.KibanaSpace, []sample.Doc) {
+	t.Helper()
+	ctx := context.Background()
+	s := sample.KibanaSpace(fmt.Sprintf("cli%d%04d", time.Now().UnixNano()%1e9, rand.IntN(10000)))
+	if err := sample.SetupKibana(ctx, c, s); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Do(ctx, "other", http.MethodDelete, "/.internal.alerts-security.alerts-"+string(s)+"-*", url.Values{"expand_wildcards": {"all"}}, nil)
+		c.Do(ctx, "other", http.MethodDelete, "/_index_template/"+url.PathEscape(s.Template()), nil, nil)
+	})
+	var docs []sample.Doc
+	for _, d := range sample.Generate(n*2, 5) {
+		if d.Index == sample.KibanaAlias && len(docs) < n {
+			d.Index = s.Alias()
+			docs = append(docs, d)
+		}
+	}
+	if err := sample.Load(ctx, c, docs); err != nil {
+		t.Fatal(err)
+	}
+	return s, docs
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "enricher.yml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func count(t *testing.T, c *elastic.Client, index string, query map[string]any) int {
+	t.Helper()
+	b, _ := json.Marshal(map[string]any{"query": query})
+	code, resp, err := c.Do(context.Background(), "other", http.MethodPost, "/"+url.PathEscape(index)+"/_count",
+		url.Values{"expand_wildcards": {"open,hidden"}}, b)
+	if err != nil || code != 200 {
+		t.Fatalf("count: %v %s", err, resp)
+	}
+	var r struct {
+		Count int `json:"count"`
+	}
+	json.Unmarshal(resp, &r)
+	return r.Count
+}
+
+// TestSIGTERMFinishesBatchAndExits starts the daemon, sends SIGTERM once it has written a
+// batch, and expects a clean exit (status 0) within the shutdown timeout; a later
+// `run --once` enriches the rest, so nothing is lost.
+func TestSIGTERMFinishesBatchAndExits(t *testing.T) {
+	c := esClient(t)
+	s, docs := newSpace(t, c, 3000)
+	addr := freeAddr(t)
+	cfg := writeConfig(t, fmt.Sprintf("elasticsearch: {urls: [%q]}\nalerts: {indices: [%q]}\ndaemon: {listen: %q, batch_size: 100, poll_interval: 1s}\n",
+		esURL(), s.Alias(), addr))
+	cmd := exec.Command(binPath, "run", "--config", cfg)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the first written batch (metrics), then SIGTERM.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("daemon wrote nothing in 60 s:\n%s", stderr.String())
+		}
+		if processed(addr) > 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("daemon exited with %v after SIGTERM:\n%s", err, stderr.String())
+		}
+	case <-time.After(35 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("daemon did not exit within 35 s of SIGTERM:\n%s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "msg=stopped") {
+		t.Fatalf("no clean stop logged:\n%s", stderr.String())
+	}
+	t.Logf("exited %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+	out, err := exec.Command(binPath, "run", "--once", "--config", cfg, "--listen", freeAddr(t)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("run --once: %v\n%s", err, out)
+	}
+	if n := count(t, c, s.Alias(), map[string]any{"exists": map[string]any{"field": "attack_mappings.ruleset.hash"}}); n != len(docs) {
+		t.Fatalf("%d of %d alerts enriched after SIGTERM and a second run", n, len(docs))
+	}
+}
+
+// processed reads enricher_alerts_processed_total (all outcomes) from the daemon's /metrics.
+func processed(addr string) float64 {
+	res, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	var total float64
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "enricher_alerts_processed_total{") {
+			var v float64
+			fmt.Sscanf(l[strings.LastIndexByte(l, ' ')+1:], "%g", &v)
+			total += v
+		}
+	}
+	return total
+}
+
+// TestAllFrameworksAgainstElasticsearch runs the binary with every shared CTID file as a
+// source and checks what lands on a T1021.002 alert.
+func TestAllFrameworksAgainstElasticsearch(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("..", "..", "..", "shared", "data", "mappings", "*-enterprise.json"))
+	if len(files) == 0 {
+		t.Skip("../shared/data/mappings not found beside the checkout")
+	}
+	c := esClient(t)
+	s, _ := newSpace(t, c, 200)
+	var src strings.Builder
+	for _, f := range files {
+		abs, _ := filepath.Abs(f)
+		fmt.Fprintf(&src, "    - %q\n", abs)
+	}
+	cfg := writeConfig(t, fmt.Sprintf("elasticsearch: {urls: [%q]}\nalerts: {indices: [%q]}\nrules:\n  sources:\n%sdaemon: {listen: %q}\n",
+		esURL(), s.Alias(), src.String(), freeAddr(t)))
+	out, err := exec.Command(binPath, "run", "--once", "--config", cfg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("run --once: %v\n%s", err, out)
+	}
+	b, _ := json.Marshal(map[string]any{"size": 1, "query": map[string]any{"term": map[string]any{"attack_mappings.techniques": "T1021.002"}}})
+	code, resp, err := c.Do(context.Background(), "search", http.MethodPost, "/"+url.PathEscape(s.Alias())+"/_search",
+		url.Values{"expand_wildcards": {"open,hidden"}}, b)
+	if err != nil || code != 200 {
+		t.Fatalf("search: %v %s", err, resp)
+	}
+	var r struct {
+		Hits struct {
+			Hits []struct {
+				Source struct {
+					AM struct {
+						Controls []struct {
+							ID, Framework string
+							FrameworkVersion string `json:"framework_version"`
+						} `json:"controls"`
+						Detections []struct {
+							Product       string `json:"product"`
+							CapabilityID  string `json:"capability_id"`
+							ScoreCategory string `json:"score_category"`
+							ScoreValue    string `json:"score_value"`
+							Alerts        []struct{ ID string }
+						} `json:"detections"`
+						Frameworks []string `json:"frameworks"`
+					} `json:"attack_mappings"`
+				} `json:"_source"`
+			} `json:"hits"`
+		} `json:"hits"`
+	}
+	if err := json.Unmarshal(resp, &r); err != nil || len(r.Hits.Hits) == 0 {
+		t.Fatalf("no T1021.002 alert: %v %s", err, resp)
+	}
+	am := r.Hits.Hits[0].Source.AM
+	rev5 := map[string]bool{}
+	for _, c := range am.Controls {
+		if c.Framework == "nist_800_53" && c.FrameworkVersion == "rev5" {
+			rev5[c.ID] = true
+		}
+	}
+	for _, id := range []string{"AC-17", "AC-2", "AC-3", "AC-4", "AC-5", "AC-6", "CA-7", "CM-2", "CM-5", "CM-6", "CM-7", "IA-2", "SC-7", "SI-10", "SI-15", "SI-4"} {
+		if !rev5[id] {
+			t.Errorf("NIST rev5 %s missing", id)
+		}
+	}
+	mdi, vpc := 0, false
+	for _, d := range am.Detections {
+		if d.Product == "Microsoft Defender for Identity" && d.ScoreCategory == "detect" {
+			mdi++
+			if len(d.Alerts) != 2 {
+				t.Errorf("Defender for Identity alerts: %+v", d.Alerts)
+			}
+		}
+		if d.CapabilityID == "amazon_virtual_private_cloud" && d.ScoreCategory == "protect" && d.ScoreValue == "partial" {
+			vpc = true
+		}
+	}
+	if mdi != 1 || !vpc {
+		t.Fatalf("Defender for Identity shown %d times (want 1), AWS VPC protect/partial %v; frameworks %v", mdi, vpc, am.Frameworks)
+	}
+	t.Logf("frameworks on the alert: %v; %d controls, %d detections", am.Frameworks, len(am.Controls), len(am.Detections))
+}
+
+// TestBadConfigExitStatus: a bad config file is a usage error, exit status 2, with the field.
+func TestBadConfigExitStatus(t *testing.T) {
+	cfg := writeConfig(t, "daemon:\n  batch_size: -3\n")
+	out, err := exec.Command(binPath, "run", "--once", "--config", cfg).CombinedOutput()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 2 {
+		t.Fatalf("exit %v, want status 2:\n%s", err, out)
+	}
+	if !strings.Contains(string(out), `daemon.batch_size: must be between 1 and 10000 (got "-3")`) {
+		t.Fatalf("message does not name the field and value:\n%s", out)
+	}
+}
