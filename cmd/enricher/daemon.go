@@ -69,38 +69,46 @@ func loadRules(ctx context.Context, cfg config.Config) (*rules.Ruleset, error) {
 type pipelineParts struct {
 	pipeline *enrich.Pipeline
 	attack   *enrich.AttackStage
+	plugins  []enrich.PipelineStage
 	// mappings of plugin namespaces to put on alert indices
 	extraMappings map[string]map[string]any
 	close         func(context.Context)
 }
 
-// buildPipeline assembles the ATT&CK stage and the configured plugins, in config order.
+// buildPipeline starts the configured plugins and assembles the pipeline: the ATT&CK
+// stage, then the plugins in config order.
 func buildPipeline(ctx context.Context, cfg config.Config, rs *rules.Ruleset, m *metrics.Metrics,
 	reg prometheus.Registerer, log *slog.Logger) (*pipelineParts, error) {
+	plugins, closePlugins, err := startPlugins(ctx, cfg.Plugins, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	parts := &pipelineParts{plugins: plugins, close: closePlugins}
+	if err := parts.rebuild(cfg, rs, m, log); err != nil {
+		closePlugins(ctx)
+		return nil, err
+	}
+	return parts, nil
+}
+
+// rebuild makes a new ATT&CK stage for rs and a new pipeline around the running plugins.
+func (parts *pipelineParts) rebuild(cfg config.Config, rs *rules.Ruleset, m *metrics.Metrics, log *slog.Logger) error {
 	attack := enrich.NewAttackStage(rs, enrich.AttackOptions{
 		Fields:        cfg.Alerts.Fields,
 		Root:          cfg.Output.Root,
 		InheritParent: *cfg.Rules.InheritParent,
 	})
-	stages := []enrich.PipelineStage{{Stage: attack, Required: true}}
-	parts := &pipelineParts{attack: attack, close: func(context.Context) {}}
-	plugins, closePlugins, err := startPlugins(ctx, cfg.Plugins, reg, log)
-	if err != nil {
-		return nil, err
-	}
-	stages = append(stages, plugins...)
-	parts.close = closePlugins
+	stages := append([]enrich.PipelineStage{{Stage: attack, Required: true}}, parts.plugins...)
 	var obs enrich.Observer
 	if m != nil {
 		obs = m
 	}
 	p, err := enrich.NewPipeline(stages, cfg.Output.Root, obs, log)
 	if err != nil {
-		closePlugins(ctx)
-		return nil, fmt.Errorf("build pipeline: %w", err)
+		return fmt.Errorf("build pipeline: %w", err)
 	}
-	parts.pipeline = p
-	return parts, nil
+	parts.pipeline, parts.attack = p, attack
+	return nil
 }
 
 // server serves /metrics, /healthz and /readyz on its own mux.

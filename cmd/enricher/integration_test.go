@@ -229,7 +229,7 @@ func TestAllFrameworksAgainstElasticsearch(t *testing.T) {
 				Source struct {
 					AM struct {
 						Controls []struct {
-							ID, Framework string
+							ID, Framework    string
 							FrameworkVersion string `json:"framework_version"`
 						} `json:"controls"`
 						Detections []struct {
@@ -288,5 +288,88 @@ func TestBadConfigExitStatus(t *testing.T) {
 	}
 	if !strings.Contains(string(out), `daemon.batch_size: must be between 1 and 10000 (got "-3")`) {
 		t.Fatalf("message does not name the field and value:\n%s", out)
+	}
+}
+
+// metric reads one sample of the daemon's /metrics, by its full name and labels.
+func metric(addr, series string) (float64, bool) {
+	res, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, false
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, series+" ") {
+			var v float64
+			fmt.Sscanf(l[len(series)+1:], "%g", &v)
+			return v, true
+		}
+	}
+	return 0, false
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool, stderr *bytes.Buffer) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s:\n%s", what, stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestReloadRulesOnSIGHUP: the daemon reloads its rules folder on SIGHUP and re-enriches
+// alerts with the new ruleset; a broken folder keeps the old rules and reports the failure.
+func TestReloadRulesOnSIGHUP(t *testing.T) {
+	c := esClient(t)
+	s, docs := newSpace(t, c, 200)
+	dir := t.TempDir()
+	for _, name := range []string{"nist_800_53-rev5_t1021.002.yaml", "azure-06.29.2021_t1021.002.yaml"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "rules", "builtin", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, name), b, 0o644)
+	}
+	addr := freeAddr(t)
+	cfg := writeConfig(t, fmt.Sprintf("elasticsearch: {urls: [%q]}\nalerts: {indices: [%q]}\nrules: {dir: %q}\ndaemon: {listen: %q, poll_interval: 200ms}\n",
+		esURL(), s.Alias(), dir, addr))
+	cmd := exec.Command(binPath, "run", "--config", cfg)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	enriched := func() int {
+		return count(t, c, s.Alias(), map[string]any{"exists": map[string]any{"field": "attack_mappings.ruleset.hash"}})
+	}
+	waitFor(t, "first enrichment", 30*time.Second, func() bool { return enriched() == len(docs) }, &stderr)
+
+	// Drop the Azure file: detections disappear after the reload.
+	os.Remove(filepath.Join(dir, "azure-06.29.2021_t1021.002.yaml"))
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "re-enrichment without detections", 30*time.Second, func() bool {
+		c.Refresh(context.Background(), []string{s.Alias()})
+		return count(t, c, s.Alias(), map[string]any{"exists": map[string]any{"field": "attack_mappings.detections.product"}}) == 0
+	}, &stderr)
+	if v, _ := metric(addr, "enricher_ruleset_last_load_successful"); v != 1 {
+		t.Fatalf("ruleset_last_load_successful = %v after a good reload", v)
+	}
+
+	// A broken file: the reload fails, the daemon keeps running with the rules it has.
+	os.WriteFile(filepath.Join(dir, "broken.yaml"), []byte("source: {framework: x}\nmappings:\n  - technique: T12\n"), 0o644)
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "failed reload reported", 10*time.Second, func() bool {
+		v, ok := metric(addr, "enricher_ruleset_last_load_successful")
+		return ok && v == 0
+	}, &stderr)
+	if !strings.Contains(stderr.String(), "rules reload failed") || !strings.Contains(stderr.String(), "broken.yaml") {
+		t.Fatalf("reload failure not logged with the file:\n%s", stderr.String())
+	}
+	if res, err := http.Get("http://" + addr + "/healthz"); err != nil || res.StatusCode != 200 {
+		t.Fatalf("daemon not healthy after a failed reload: %v", err)
 	}
 }

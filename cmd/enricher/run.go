@@ -3,7 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
+
+	"github.com/enricher-dev/enricher/enrich/config"
 
 	"github.com/enricher-dev/enricher/enrich/elastic"
 	"github.com/enricher-dev/enricher/enrich/metrics"
@@ -93,7 +99,36 @@ func runDaemon(ctx context.Context, e env, args []string) error {
 			res.Written, res.Failed, res.Deferred, res.Partial, time.Since(start).Round(time.Millisecond))
 		return err
 	}
+	go reloadOnHUP(ctx, cfg, parts, en, m, log)
 	err = en.Run(ctx)
 	log.Info("stopped")
 	return err
+}
+
+// reloadOnHUP reloads the rules on SIGHUP. A failed load keeps the rules in use, logs the
+// error and sets enricher_ruleset_last_load_successful to 0; a new ruleset hash makes
+// enriched alerts pending again.
+func reloadOnHUP(ctx context.Context, cfg config.Config, parts *pipelineParts, en *elastic.Enricher, m *metrics.Metrics, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		rs, err := loadRules(ctx, cfg)
+		if err == nil {
+			err = parts.rebuild(cfg, rs, m, log)
+		}
+		if err != nil {
+			m.RulesetLoaded.Set(0)
+			log.Error("rules reload failed; keeping the rules in use", "err", err)
+			continue
+		}
+		m.SetRuleset(rs.Version(), rs.Hash(), rs.Len())
+		en.SetPipeline(parts.pipeline, parts.attack)
+		log.Info("rules reloaded", "ruleset", rs.Version(), "ruleset_hash", rs.Hash()[:12], "mappings", rs.Len())
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/enricher-dev/enricher/enrich"
@@ -39,6 +40,19 @@ type Enricher struct {
 	sleep func(context.Context, time.Duration) error
 	// OnPass, if set, is called after every pass that completed without error.
 	OnPass func()
+	// next holds a pipeline handed over by SetPipeline, taken up at the next pass.
+	next atomic.Pointer[pipelinePair]
+}
+
+type pipelinePair struct {
+	p      *enrich.Pipeline
+	attack *enrich.AttackStage
+}
+
+// SetPipeline replaces the pipeline (e.g. after the rules were reloaded) from the next
+// pass on; the pass in flight finishes with the old one. Safe to call from any goroutine.
+func (e *Enricher) SetPipeline(p *enrich.Pipeline, attack *enrich.AttackStage) {
+	e.next.Store(&pipelinePair{p: p, attack: attack})
 }
 
 // NewEnricher wires a client, a pipeline (whose first stage is the ATT&CK stage) and metrics.
@@ -111,6 +125,10 @@ type PassResult struct {
 // batches; the batch in flight finishes (bounded by ShutdownTimeout).
 func (e *Enricher) Pass(ctx context.Context) (PassResult, error) {
 	var pr PassResult
+	if n := e.next.Swap(nil); n != nil {
+		e.p, e.attack = n.p, n.attack
+		e.log.Info("pipeline replaced", "ruleset", n.attack.Ruleset().Version(), "ruleset_hash", n.attack.Ruleset().Hash())
+	}
 	if e.o.InstallMappings {
 		if updated, err := e.c.EnsureMappings(ctx, e.o.Indices, e.attack.Namespace(), e.o.ExtraMappings); err != nil {
 			return pr, err
