@@ -430,3 +430,93 @@ func repoRoot(t testing.TB) string {
 	}
 	return filepath.Dir(strings.TrimSpace(string(out)))
 }
+
+// TestMinimalPrivileges runs enricher as a user holding only the role the README documents,
+// on a dedicated security-enabled node (file realm), and checks that it enriches everything;
+// a read-only user gets a clear authorization error instead.
+func TestMinimalPrivileges(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a dedicated security-enabled Elasticsearch node (~30 s); skipped with -short")
+	}
+	port, password := "9252", "enricher-test-pw"
+	scripts := filepath.Join(repoRoot(t), "scripts")
+	env := append(os.Environ(), "ES_PORT="+port, "ES_SECURITY=true", "ES_PASSWORD="+password)
+	run := func(name string, args ...string) {
+		t.Helper()
+		cmd := exec.Command(filepath.Join(scripts, name), args...)
+		cmd.Env = env
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%s %v: %v", name, args, err)
+		}
+	}
+	run("es-down.sh", "--wipe")
+	run("es-up.sh")
+	t.Cleanup(func() {
+		cmd := exec.Command(filepath.Join(scripts, "es-down.sh"), "--wipe")
+		cmd.Env = env
+		_ = cmd.Run()
+	})
+	role := filepath.Join(t.TempDir(), "role.yml")
+	os.WriteFile(role, []byte(`indices:
+  - names: [".alerts-security.alerts-*", ".internal.alerts-security.alerts-*"]
+    privileges: [read, write, view_index_metadata, maintenance, manage]
+`), 0o644)
+	readOnly := filepath.Join(t.TempDir(), "reader.yml")
+	os.WriteFile(readOnly, []byte(`indices:
+  - names: [".alerts-security.alerts-*", ".internal.alerts-security.alerts-*"]
+    privileges: [read, view_index_metadata]
+`), 0o644)
+	run("es-user.sh", "enricher", "enricher-pw", "enricher", role)
+	run("es-user.sh", "reader", "reader-pw", "enricher_reader", readOnly)
+
+	url := "http://127.0.0.1:" + port
+	client := func(user, pw string) *elastic.Client {
+		c, err := elastic.NewClient(config.Elasticsearch{URLs: []string{url}, Username: user, Password: pw,
+			RequestTimeout: 20 * time.Second}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	admin := client("elastic", password)
+	// The file realm picks up new users within seconds.
+	for _, u := range [][2]string{{"enricher", "enricher-pw"}, {"reader", "reader-pw"}} {
+		c := client(u[0], u[1])
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			code, _, err := c.Do(context.Background(), "other", http.MethodGet, "/_security/_authenticate", nil, nil)
+			if err == nil && code == http.StatusOK {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("user %s cannot authenticate: %v %d", u[0], err, code)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	s := space(t, admin)
+	docs := kibanaDocs(s, 200, 17)
+	if err := sample.Load(context.Background(), admin, docs); err != nil {
+		t.Fatal(err)
+	}
+
+	m := metrics.New(prometheus.NewRegistry())
+	reader := newHarness(t, client("reader", "reader-pw"), m, []string{".alerts-security.alerts-" + string(s)}, nil)
+	if _, err := reader.en.Pass(context.Background()); err == nil || !strings.Contains(err.Error(), "security_exception") {
+		t.Fatalf("read-only user: got %v, want a security_exception naming the missing privilege", err)
+	}
+
+	h := newHarness(t, client("enricher", "enricher-pw"), metrics.New(prometheus.NewRegistry()),
+		[]string{".alerts-security.alerts-" + string(s)}, nil)
+	res, err := h.en.RunOnce(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Written != len(docs) {
+		t.Fatalf("written %d of %d with the documented role", res.Written, len(docs))
+	}
+	if hits := searchAll(t, admin, s.Alias(), map[string]any{"exists": map[string]any{"field": "attack_mappings.ruleset.hash"}}); len(hits) != len(docs) {
+		t.Fatalf("%d of %d enriched", len(hits), len(docs))
+	}
+}
