@@ -153,4 +153,3 @@ func TestAttackStageConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
-
