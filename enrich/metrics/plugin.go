@@ -36,6 +36,9 @@ type PluginMetrics struct {
 	// PatchesRejected counts patches a plugin returned that touch fields outside its
 	// namespace. The host counts them; the pipeline drops them.
 	PatchesRejected *prometheus.CounterVec
+	// Info is 1 for each configured plugin, labelled with whether it is required, so
+	// alert rules can single out required plugins (join on plugin). Set by SetInfo.
+	Info *prometheus.GaugeVec
 }
 
 // NewPluginMetrics creates the plugin metrics and registers them on reg. A nil reg
@@ -64,9 +67,13 @@ func NewPluginMetrics(reg prometheus.Registerer) *PluginMetrics {
 			Namespace: ns, Name: "plugin_patches_rejected_total",
 			Help: "Patches a plugin returned outside its namespace (dropped by the pipeline), by plugin.",
 		}, []string{"plugin"}),
+		Info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "plugin_info",
+			Help: "Configured plugins (value 1), labelled with whether the plugin is required (true or false).",
+		}, []string{"plugin", "required"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Calls, m.CallDuration, m.Restarts, m.Up, m.PatchesRejected)
+		reg.MustRegister(m.Calls, m.CallDuration, m.Restarts, m.Up, m.PatchesRejected, m.Info)
 	}
 	return m
 }
@@ -98,6 +105,17 @@ func (m *PluginMetrics) SetUp(plugin string, up bool) {
 		v = 1
 	}
 	m.Up.WithLabelValues(plugin).Set(v)
+}
+
+// SetInfo records a configured plugin and whether it is required:
+// enricher_plugin_info{plugin,required} = 1, the other value of required removed.
+func (m *PluginMetrics) SetInfo(plugin string, required bool) {
+	req, other := "false", "true"
+	if required {
+		req, other = "true", "false"
+	}
+	m.Info.DeleteLabelValues(plugin, other)
+	m.Info.WithLabelValues(plugin, req).Set(1)
 }
 
 // PatchRejected records n patches outside the plugin's namespace.
