@@ -222,9 +222,17 @@ func (n *KQL) Fields() []string {
 func InnerExprs(expr string) []string {
 	var out []string
 	for _, part := range splitTopLevel(expr, []string{"and", "or", "unless"}) {
-		out = append(out, stripComparison(part))
+		out = append(out, stripComparison(stripMatching(part)))
 	}
 	return out
+}
+
+var reMatching = regexp.MustCompile(`^\s*(?:on|ignoring)\s*\([^)]*\)\s*(?:(?:group_left|group_right)\s*(?:\([^)]*\))?\s*)?`)
+
+// stripMatching removes a leading vector-matching clause (on(...), ignoring(...), with an
+// optional group_left/group_right) that splitting a binary expression leaves on its right operand.
+func stripMatching(s string) string {
+	return reMatching.ReplaceAllString(s, "")
 }
 
 // walkTopLevel calls f for each byte index at parenthesis/brace/bracket depth 0 outside

@@ -290,7 +290,7 @@ func (h *harness) buildPlugin() []map[string]any {
 	}
 	sum := sha256.Sum256(b)
 	return []map[string]any{{
-		"name": "asset", "path": bin, "sha256": hex.EncodeToString(sum[:]), "required": false,
+		"name": "asset", "path": bin, "sha256": hex.EncodeToString(sum[:]), "required": true,
 		"config": map[string]any{
 			"inventory":           filepath.Join(dir, "testdata", "inventory.csv"),
 			"unknown_criticality": "unknown",

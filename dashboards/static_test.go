@@ -181,6 +181,7 @@ func definedMetrics(t testing.TB) map[string]bool {
 	m.ESDuration.WithLabelValues("search").Observe(0)
 	pm := metrics.NewPluginMetrics(reg)
 	pm.Init("p")
+	pm.SetInfo("p", true)
 	pm.Call("p", metrics.PluginResultOK, 0)
 	mfs, err := reg.Gather()
 	if err != nil {

@@ -41,6 +41,7 @@ func startPlugins(ctx context.Context, ps []config.Plugin, reg prometheus.Regist
 			return nil, nil, fmt.Errorf("start plugin %s: %w", p.Name, err)
 		}
 		hosts = append(hosts, h)
+		pm.SetInfo(p.Name, p.Required)
 		info := h.Info()
 		log.Info("plugin started", "plugin", p.Name, "version", info.Version, "namespace", h.Namespace(), "required", p.Required)
 		stages = append(stages, enrich.PipelineStage{Stage: h, Required: p.Required})
