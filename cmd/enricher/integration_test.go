@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -133,7 +134,7 @@ func TestSIGTERMFinishesBatchAndExits(t *testing.T) {
 	cfg := writeConfig(t, fmt.Sprintf("elasticsearch: {urls: [%q]}\nalerts: {indices: [%q]}\ndaemon: {listen: %q, batch_size: 100, poll_interval: 1s}\n",
 		esURL(), s.Alias(), addr))
 	cmd := exec.Command(binPath, "run", "--config", cfg)
-	var stderr bytes.Buffer
+	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -291,6 +292,24 @@ func TestBadConfigExitStatus(t *testing.T) {
 	}
 }
 
+// syncBuffer is a bytes.Buffer safe to read while a child process writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // metric reads one sample of the daemon's /metrics, by its full name and labels.
 func metric(addr, series string) (float64, bool) {
 	res, err := http.Get("http://" + addr + "/metrics")
@@ -309,7 +328,7 @@ func metric(addr, series string) (float64, bool) {
 	return 0, false
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool, stderr *bytes.Buffer) {
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool, stderr *syncBuffer) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -337,7 +356,7 @@ func TestReloadRulesOnSIGHUP(t *testing.T) {
 	cfg := writeConfig(t, fmt.Sprintf("elasticsearch: {urls: [%q]}\nalerts: {indices: [%q]}\nrules: {dir: %q}\ndaemon: {listen: %q, poll_interval: 200ms}\n",
 		esURL(), s.Alias(), dir, addr))
 	cmd := exec.Command(binPath, "run", "--config", cfg)
-	var stderr bytes.Buffer
+	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
