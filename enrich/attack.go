@@ -78,7 +78,7 @@ func (s *AttackStage) Ruleset() *rules.Ruleset { return s.rs }
 // TechniqueFields returns the fields the stage reads technique IDs from.
 func (s *AttackStage) TechniqueFields() []Field { return s.fields }
 
-// Fields implements Stage: the technique fields, and the ruleset hash already written.
+// Fields implements Stage: the technique fields.
 func (s *AttackStage) Fields() []string {
 	out := make([]string, 0, len(s.fields)+1)
 	for _, f := range s.fields {

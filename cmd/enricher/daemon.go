@@ -19,6 +19,7 @@ import (
 
 	"github.com/enricher-dev/enricher/enrich"
 	"github.com/enricher-dev/enricher/enrich/config"
+	"github.com/enricher-dev/enricher/enrich/elastic"
 	"github.com/enricher-dev/enricher/enrich/metrics"
 	"github.com/enricher-dev/enricher/rules"
 )
@@ -83,7 +84,10 @@ func buildPipeline(ctx context.Context, cfg config.Config, rs *rules.Ruleset, m 
 	if err != nil {
 		return nil, err
 	}
-	parts := &pipelineParts{plugins: plugins, close: closePlugins}
+	parts := &pipelineParts{plugins: plugins, close: closePlugins, extraMappings: map[string]map[string]any{}}
+	for _, p := range plugins {
+		parts.extraMappings[p.Stage.Namespace()] = elastic.PluginNamespaceMapping()
+	}
 	if err := parts.rebuild(cfg, rs, m, log); err != nil {
 		closePlugins(ctx)
 		return nil, err

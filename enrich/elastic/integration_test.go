@@ -520,3 +520,59 @@ func TestMinimalPrivileges(t *testing.T) {
 		t.Fatalf("%d of %d enriched", len(hits), len(docs))
 	}
 }
+
+// TestPluginNamespaceSearchable: what a plugin writes into a Kibana-like "dynamic": false
+// index is mapped (its namespace is a dynamic object), so analysts can filter on it; a
+// plugin added after the first enrichment gets its mapping on the already-mapped index.
+func TestPluginNamespaceSearchable(t *testing.T) {
+	m := metrics.New(prometheus.NewRegistry())
+	c := newClient(t, esURL(), m)
+	s := space(t, c)
+	docs := kibanaDocs(s, 40, 13)
+	ctx := context.Background()
+	if err := sample.Load(ctx, c, docs); err != nil {
+		t.Fatal(err)
+	}
+	// First without the plugin: the root object gets mapped.
+	if _, err := newHarness(t, c, m, []string{s.Alias()}, nil).en.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	asset := &enrich.StageFunc{StageName: "asset", StageNS: "asset", StageFields: []string{"host.name"},
+		Func: func(_ context.Context, alerts []*enrich.Alert) ([]enrich.Patch, error) {
+			out := make([]enrich.Patch, len(alerts))
+			for i := range alerts {
+				out[i] = enrich.Patch{"asset": map[string]any{"criticality": "high", "owner": "it-ops"}}
+			}
+			return out, nil
+		}}
+	rs, err := rules.LoadBuiltin(rules.Options{Version: "with-asset"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attack := enrich.NewAttackStage(rs, enrich.AttackOptions{InheritParent: true})
+	p, err := enrich.NewPipeline([]enrich.PipelineStage{{Stage: attack, Required: true}, {Stage: asset}}, "attack_mappings", m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	en := elastic.NewEnricher(c, p, attack, elastic.Options{Indices: []string{s.Alias()}, BatchSize: 50, InstallMappings: true,
+		ExtraMappings: map[string]map[string]any{"asset": elastic.PluginNamespaceMapping()}}, m, testLogger(t))
+	// Same ruleset hash: only the plugin namespace's mapping is missing, and nothing is
+	// pending; make the alerts pending by marking them as waiting for the new stage.
+	body := `{"doc":{"attack_mappings":{"pending_stages":["asset"]}}}`
+	for _, d := range docs {
+		if code, resp, err := c.Do(ctx, "other", http.MethodPost, "/"+url.PathEscape(s.Alias())+"/_update/"+url.PathEscape(d.ID), nil, []byte(body)); err != nil || code != 200 {
+			t.Fatalf("mark pending: %v %s", err, resp)
+		}
+	}
+	c.Refresh(ctx, []string{s.Alias()})
+	if _, err := en.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hits := searchAll(t, c, s.Alias(), map[string]any{"term": map[string]any{"asset.criticality.keyword": "high"}})
+	if len(hits) != len(docs) {
+		t.Fatalf("%d of %d alerts found by asset.criticality.keyword", len(hits), len(docs))
+	}
+	if n := searchAll(t, c, s.Alias(), map[string]any{"exists": map[string]any{"field": "attack_mappings.pending_stages"}}); len(n) != 0 {
+		t.Fatalf("%d alerts still pending", len(n))
+	}
+}

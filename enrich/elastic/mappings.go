@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
+	"strings"
 )
 
 func kw() map[string]any      { return map[string]any{"type": "keyword"} }
@@ -55,9 +57,17 @@ func RootMapping() map[string]any {
 	})
 }
 
-// EnsureMappings puts the root object's mapping (and any extra namespaces' mappings) on
-// every index matching the patterns that lacks it, and returns the indices it updated.
-// It is cheap when nothing is missing: one field-mapping lookup.
+// PluginNamespaceMapping is the mapping enricher puts on a plugin's namespace: an object
+// whose fields are mapped dynamically even inside a "dynamic": false index (Kibana's alert
+// indices), so what a plugin writes is searchable.
+func PluginNamespaceMapping() map[string]any {
+	return map[string]any{"type": "object", "dynamic": true}
+}
+
+// EnsureMappings puts the root object's mapping (and the mappings of extra namespaces, such
+// as plugins') on every index matching the patterns that lacks them, and returns the indices
+// it updated. It is cheap when nothing is missing: one field-mapping lookup, plus one
+// filtered mapping lookup when there are extra namespaces.
 func (c *Client) EnsureMappings(ctx context.Context, indices []string, root string, extra map[string]map[string]any) ([]string, error) {
 	probe := root + ".ruleset.hash"
 	code, body, err := c.Do(ctx, "mapping", http.MethodGet,
@@ -77,10 +87,42 @@ func (c *Client) EnsureMappings(ctx context.Context, indices []string, root stri
 	if err := json.Unmarshal(body, &got); err != nil {
 		return nil, fmt.Errorf("decode field mapping: %w", err)
 	}
-	var missing []string
+	missing := map[string]bool{}
 	for ix, m := range got {
 		if _, ok := m.Mappings[probe]; !ok {
-			missing = append(missing, ix)
+			missing[ix] = true
+		}
+	}
+	if len(extra) > 0 {
+		// Object fields do not show in the field-mapping API: ask for the namespaces'
+		// "type" in the index mappings, filtered down to just that.
+		var paths []string
+		for ns := range extra {
+			paths = append(paths, "*.mappings.properties."+ns+".type")
+		}
+		q := hiddenToo()
+		q.Set("filter_path", strings.Join(paths, ","))
+		code, body, err := c.Do(ctx, "mapping", http.MethodGet, "/"+joinIndices(indices)+"/_mapping", q, nil)
+		if err != nil {
+			return nil, fmt.Errorf("get mapping: %w", err)
+		}
+		if code != http.StatusOK {
+			return nil, statusError("get mapping", code, body)
+		}
+		var have map[string]struct {
+			Mappings struct {
+				Properties map[string]json.RawMessage `json:"properties"`
+			} `json:"mappings"`
+		}
+		if err := json.Unmarshal(body, &have); err != nil {
+			return nil, fmt.Errorf("decode mapping: %w", err)
+		}
+		for ix := range got {
+			for ns := range extra {
+				if _, ok := have[ix].Mappings.Properties[ns]; !ok {
+					missing[ix] = true
+				}
+			}
 		}
 	}
 	if len(missing) == 0 {
@@ -94,7 +136,8 @@ func (c *Client) EnsureMappings(ctx context.Context, indices []string, root stri
 	if err != nil {
 		return nil, err
 	}
-	for _, ix := range missing {
+	updated := make([]string, 0, len(missing))
+	for ix := range missing {
 		code, body, err := c.Do(ctx, "mapping", http.MethodPut, "/"+url.PathEscape(ix)+"/_mapping",
 			url.Values{"expand_wildcards": {"open,hidden"}}, put)
 		if err != nil {
@@ -103,6 +146,8 @@ func (c *Client) EnsureMappings(ctx context.Context, indices []string, root stri
 		if code != http.StatusOK {
 			return nil, statusError("put mapping on "+ix, code, body)
 		}
+		updated = append(updated, ix)
 	}
-	return missing, nil
+	sort.Strings(updated)
+	return updated, nil
 }
