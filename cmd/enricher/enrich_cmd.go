@@ -76,6 +76,11 @@ func runEnrich(ctx context.Context, e env, args []string) error {
 			}
 			r := results[i]
 			i++
+			if untouched(r, parts.attack) {
+				out.Write(l.raw)
+				out.WriteByte('\n')
+				continue
+			}
 			for k, v := range r.Doc {
 				l.alert.Source[k] = v
 			}
@@ -125,4 +130,15 @@ func runEnrich(ctx context.Context, e env, args []string) error {
 		fmt.Fprintf(e.stderr, "enricher enrich: %d of %d lines were not JSON objects\n", bad, lineNo)
 	}
 	return nil
+}
+
+// untouched reports whether an alert carried nothing the pipeline acted on: no technique
+// field at all (the daemon never fetches such alerts) and no plugin output. It is then
+// written out unchanged.
+func untouched(r enrich.Result, attack *enrich.AttackStage) bool {
+	if len(r.Doc) != 1 {
+		return false
+	}
+	d, ok := r.Doc[attack.Namespace()].(*enrich.RootDoc)
+	return ok && d.Status() == enrich.StatusNoTechnique && len(d.Problems) == 0 && len(d.Pending) == 0
 }

@@ -366,6 +366,14 @@ func TestReloadRulesOnSIGHUP(t *testing.T) {
 		return count(t, c, s.Alias(), map[string]any{"exists": map[string]any{"field": "attack_mappings.ruleset.hash"}})
 	}
 	waitFor(t, "first enrichment", 30*time.Second, func() bool { return enriched() == len(docs) }, &stderr)
+	waitFor(t, "/readyz", 10*time.Second, func() bool {
+		res, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	}, &stderr)
 
 	// Drop the Azure file: detections disappear after the reload.
 	os.Remove(filepath.Join(dir, "azure-06.29.2021_t1021.002.yaml"))

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"os/exec"
@@ -574,5 +576,54 @@ func TestPluginNamespaceSearchable(t *testing.T) {
 	}
 	if n := searchAll(t, c, s.Alias(), map[string]any{"exists": map[string]any{"field": "attack_mappings.pending_stages"}}); len(n) != 0 {
 		t.Fatalf("%d alerts still pending", len(n))
+	}
+}
+
+// TestElasticsearchDownAtStart: enricher starts while nothing answers on the Elasticsearch
+// address, logs, retries with backoff, and catches up once the node is reachable (a proxy to
+// the real node starts listening on that address two seconds later).
+func TestElasticsearchDownAtStart(t *testing.T) {
+	m := metrics.New(prometheus.NewRegistry())
+	real := newClient(t, esURL(), nil)
+	s := space(t, real)
+	docs := kibanaDocs(s, 100, 23)
+	ctx := context.Background()
+	if err := sample.Load(ctx, real, docs); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens here until the proxy starts
+	c, err := elastic.NewClient(config.Elasticsearch{URLs: []string{"http://" + addr}, RequestTimeout: 5 * time.Second}, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, _ := url.Parse(esURL())
+	proxy := &http.Server{Handler: httputil.NewSingleHostReverseProxy(target), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		time.Sleep(2 * time.Second)
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Errorf("proxy listen: %v", err)
+			return
+		}
+		proxy.Serve(l)
+	}()
+	defer proxy.Close()
+	h := newHarness(t, c, m, []string{s.Alias()}, nil)
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	res, err := h.en.RunOnce(rctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Written != len(docs) {
+		t.Fatalf("written %d of %d", res.Written, len(docs))
+	}
+	if n := testutil.ToFloat64(m.Runs.WithLabelValues("error")); n == 0 {
+		t.Fatal("no failed pass recorded while Elasticsearch was unreachable")
 	}
 }
