@@ -77,7 +77,7 @@ type Plugin struct {
 	mu     sync.RWMutex
 	cfg    Config
 	assets map[string]Asset // lower-case host name -> asset
-	short  map[string]Asset // lower-case short name (before the first dot) -> asset, when unique
+	short  map[string]Asset // lower-case short name (before the first dot) of an FQDN entry -> asset, when unique
 }
 
 var _ plugin.Enricher = (*Plugin)(nil)
@@ -180,8 +180,11 @@ func (p *Plugin) setAssets(cfg Config, assets []Asset) {
 	for _, a := range assets {
 		k := strings.ToLower(a.Host)
 		byName[k] = a
-		s, _, _ := strings.Cut(k, ".")
-		if _, seen := short[s]; seen {
+		s, _, fqdn := strings.Cut(k, ".")
+		if !fqdn {
+			continue // a short entry is matched through byName
+		}
+		if prev, seen := short[s]; seen && !strings.EqualFold(prev.Host, a.Host) {
 			dup[s] = true
 		}
 		short[s] = a
@@ -299,7 +302,10 @@ func (p *Plugin) enrichOne(cfg Config, a *enrich.Alert) enrich.Patch {
 }
 
 // lookup finds the alert's host in the inventory: host.name, then host.hostname; for
-// each, the full name first, then its short name (before the first dot).
+// each, the full name first, then by short name (before the first dot): a short alert
+// name matches an FQDN entry with that short name, an FQDN alert name matches a short
+// entry. Two FQDNs that differ only after the first dot (ws-0142.corp and ws-0142.dmz)
+// are different hosts and never match.
 func (p *Plugin) lookup(src map[string]any) (Asset, string, bool) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
@@ -313,8 +319,11 @@ func (p *Plugin) lookup(src map[string]any) (Asset, string, bool) {
 			if a, ok := p.assets[k]; ok {
 				return a, f, true
 			}
-			short, _, _ := strings.Cut(k, ".")
-			if a, ok := p.short[short]; ok {
+			if short, _, fqdn := strings.Cut(k, "."); fqdn {
+				if a, ok := p.assets[short]; ok {
+					return a, f, true
+				}
+			} else if a, ok := p.short[short]; ok {
 				return a, f, true
 			}
 		}

@@ -3,6 +3,8 @@ package assetinventory_test
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -96,6 +98,9 @@ func TestEnrich(t *testing.T) {
 			want: enrich.Patch{"asset": map[string]any{"host": "web01", "criticality": "medium", "owner": "bob@example.com", "business_unit": "E-commerce", "matched_on": "host.hostname"}}},
 		{name: "short name matches FQDN entry", src: src("host.name", "ws-0142"),
 			want: enrich.Patch{"asset": map[string]any{"host": "WS-0142.corp.example.com", "criticality": "high", "owner": "alice@example.com", "business_unit": "Finance", "matched_on": "host.name"}}},
+		{name: "FQDN matches short entry", src: src("host.name", "WEB01.shop.example.com"),
+			want: enrich.Patch{"asset": map[string]any{"host": "web01", "criticality": "medium", "owner": "bob@example.com", "business_unit": "E-commerce", "matched_on": "host.name"}}},
+		{name: "FQDN in another domain does not match", src: src("host.name", "ws-0142.dmz.example.com"), want: nil},
 		{name: "array of names", src: src("host", map[string]any{"name": []any{"x", "WEB01"}}),
 			want: enrich.Patch{"asset": map[string]any{"host": "web01", "criticality": "medium", "owner": "bob@example.com", "business_unit": "E-commerce", "matched_on": "host.name"}}},
 		{name: "no match", src: src("host.name", "laptop-99"), want: nil},
@@ -138,5 +143,30 @@ func TestDescribe(t *testing.T) {
 	info, err := p.Describe(context.Background())
 	if err != nil || info.Namespace != "asset" || !reflect.DeepEqual(info.Fields, []string{"host.name", "host.hostname"}) {
 		t.Errorf("info = %+v, %v", info, err)
+	}
+}
+
+func TestShortNameMustBeUnique(t *testing.T) {
+	inv := filepath.Join(t.TempDir(), "inventory.csv")
+	csv := "hostname,criticality\nws-1.corp.example.com,high\nws-1.dmz.example.com,low\nweb02.corp.example.com,medium\nWEB02.corp.example.com,medium\n"
+	if err := os.WriteFile(inv, []byte(csv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := assetinventory.New(nil)
+	if err := p.Configure(context.Background(), map[string]any{"inventory": inv}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.Enrich(context.Background(), []*enrich.Alert{
+		{ID: "ambiguous", Source: map[string]any{"host.name": "ws-1"}},
+		{ID: "same host listed twice", Source: map[string]any{"host.name": "web02"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != nil {
+		t.Errorf("ambiguous short name ws-1 matched %v", got[0])
+	}
+	if got[1] == nil {
+		t.Errorf("web02 (one host, listed twice) did not match")
 	}
 }
