@@ -227,6 +227,58 @@ func TestRevokedAndRelations(t *testing.T) {
 	}
 }
 
+// TestTacticsPerThreatBlock: a technique is listed under the tactic of the threat block
+// that names it, not under every tactic of the rule (an impact rule that also names
+// T1021.002 under lateral movement does not make T1021 an impact technique).
+func TestTacticsPerThreatBlock(t *testing.T) {
+	const toml = `[rule]
+rule_id = "r1"
+name = "Suspicious File Renamed via SMB"
+
+[[rule.threat]]
+framework = "MITRE ATT&CK"
+[[rule.threat.technique]]
+id = "T1486"
+name = "Data Encrypted for Impact"
+[rule.threat.tactic]
+name = "Impact"
+
+[[rule.threat]]
+framework = "MITRE ATT&CK"
+[[rule.threat.technique]]
+id = "T1021"
+name = "Remote Services"
+[[rule.threat.technique.subtechnique]]
+id = "T1021.002"
+name = "SMB/Windows Admin Shares"
+[rule.threat.tactic]
+name = "Lateral Movement"
+`
+	const sigma = `title: Admin share and discovery
+logsource: {product: windows}
+detection: {sel: {a: b}, condition: sel}
+tags: [attack.lateral-movement, attack.discovery, attack.t1021.002]
+`
+	toml1, _, err := Parse("r.toml", []byte(toml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, _, err := Parse("s.yml", []byte(sigma))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := Build(&ScanResult{Rules: append(toml1, sig...)}, BuildOptions{})
+	for id, want := range map[string][]string{
+		"T1486":     {"impact"},
+		"T1021":     {"lateral-movement"},
+		"T1021.002": {"lateral-movement", "discovery"}, // Sigma does not pair tags: all its tactics
+	} {
+		if got := rep.Technique(id).Tactics; !equal(got, want) {
+			t.Errorf("%s tactics = %v, want %v", id, got, want)
+		}
+	}
+}
+
 func TestGaps(t *testing.T) {
 	one := int64(1)
 	zero := int64(0)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -118,20 +119,20 @@ type techniques struct {
 	issues []Issue
 }
 
-func (t *techniques) add(id, name string) {
+// add records a technique the rule names and returns its normalized ID, or "" when id
+// is empty or not a technique ID (then a warning is recorded).
+func (t *techniques) add(id, name string) string {
 	n := rules.NormalizeTechniqueID(id)
 	if n == "" {
-		return
+		return ""
 	}
 	if !rules.IsTechniqueID(n) {
 		t.issues = append(t.issues, Issue{Path: t.rule.Path, Line: t.rule.Line,
 			Reason: fmt.Sprintf("rule %q: %q is not an ATT&CK technique ID (skipped)", t.rule.label(), id)})
-		return
+		return ""
 	}
-	for _, x := range t.rule.Techniques {
-		if x == n {
-			return
-		}
+	if slices.Contains(t.rule.Techniques, n) {
+		return n
 	}
 	t.rule.Techniques = append(t.rule.Techniques, n)
 	if name = strings.TrimSpace(name); name != "" {
@@ -140,19 +141,30 @@ func (t *techniques) add(id, name string) {
 		}
 		t.rule.Names[n] = name
 	}
+	return n
 }
 
-func (t *techniques) tactic(name string) {
+// tactic records a tactic the rule names and returns its short name ("" when none).
+func (t *techniques) tactic(name string) string {
 	s := tacticShortName(name)
-	if s == "" {
+	if s != "" && !slices.Contains(t.rule.Tactics, s) {
+		t.rule.Tactics = append(t.rule.Tactics, s)
+	}
+	return s
+}
+
+// addUnder records a technique named under one tactic (a threat block, an XDR tactic).
+func (t *techniques) addUnder(tactic, id, name string) {
+	n := t.add(id, name)
+	if n == "" || tactic == "" {
 		return
 	}
-	for _, x := range t.rule.Tactics {
-		if x == s {
-			return
-		}
+	if t.rule.TechniqueTactics == nil {
+		t.rule.TechniqueTactics = map[string][]string{}
 	}
-	t.rule.Tactics = append(t.rule.Tactics, s)
+	if !slices.Contains(t.rule.TechniqueTactics[n], tactic) {
+		t.rule.TechniqueTactics[n] = append(t.rule.TechniqueTactics[n], tactic)
+	}
 }
 
 func (r *Rule) label() string {
@@ -211,11 +223,11 @@ func (t *techniques) threats(ts []threat) {
 		if f := strings.ToUpper(th.Framework); f != "" && !strings.Contains(f, "ATT&CK") && !strings.Contains(f, "ATTACK") {
 			continue // MITRE ATLAS and other frameworks are not ATT&CK
 		}
-		t.tactic(th.Tactic.Name)
+		tactic := t.tactic(th.Tactic.Name)
 		for _, tech := range th.Technique {
-			t.add(tech.ID, tech.Name)
+			t.addUnder(tactic, tech.ID, tech.Name)
 			for _, sub := range tech.Subtechnique {
-				t.add(sub.ID, sub.Name)
+				t.addUnder(tactic, sub.ID, sub.Name)
 			}
 		}
 	}
@@ -437,12 +449,12 @@ func yamlRule(path string, m map[string]any) (Rule, []Issue, bool) {
 		at, _ := da["alertTemplate"].(map[string]any)
 		for _, v := range list(at["tactics"]) {
 			tm, _ := v.(map[string]any)
-			t.tactic(str(tm["tactic"]))
+			tactic := t.tactic(str(tm["tactic"]))
 			for _, tv := range list(tm["techniques"]) {
 				te, _ := tv.(map[string]any)
-				t.add(str(te["technique"]), "")
+				t.addUnder(tactic, str(te["technique"]), "")
 				for _, s := range list(te["subTechniques"]) {
-					t.add(str(s), "")
+					t.addUnder(tactic, str(s), "")
 				}
 			}
 		}

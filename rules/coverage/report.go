@@ -171,7 +171,7 @@ func Build(scan *ScanResult, opts BuildOptions) *Report {
 			if n := r.Names[id]; n != "" && t.Name == "" {
 				t.Name = n
 			}
-			t.Tactics = mergeStrings(t.Tactics, r.Tactics...)
+			t.Tactics = mergeStrings(t.Tactics, r.tacticsOf(id)...)
 			if tables == nil {
 				continue
 			}

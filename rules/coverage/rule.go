@@ -35,6 +35,10 @@ type Rule struct {
 	Techniques []string `json:"techniques"`
 	// Tactics are ATT&CK tactic short names ("lateral-movement") the rule names.
 	Tactics []string `json:"tactics,omitempty"`
+	// TechniqueTactics are the tactics each technique is listed under, by technique ID,
+	// where the format pairs them (Elastic and Kibana threat blocks, XDR alert templates).
+	// Sigma and Sentinel analytic rules list tactics apart from techniques; they have none.
+	TechniqueTactics map[string][]string `json:"-"`
 	// Names are technique names as the rule spells them, by ID (Elastic, Kibana).
 	Names map[string]string `json:"-"`
 }
@@ -42,6 +46,15 @@ type Rule struct {
 // key identifies a rule within a run: two files may hold the same rule_id.
 func (r *Rule) key() string {
 	return fmt.Sprintf("%s\x00%s\x00%s\x00%d", r.Format, r.ID, r.Path, r.Line)
+}
+
+// tacticsOf returns the tactics the rule lists technique id under: the paired ones where
+// the format pairs them, else every tactic the rule names.
+func (r *Rule) tacticsOf(id string) []string {
+	if r.TechniqueTactics != nil {
+		return r.TechniqueTactics[id]
+	}
+	return r.Tactics
 }
 
 // ErrNotRule is returned for a file that is readable but holds no rule of a known shape
