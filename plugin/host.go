@@ -34,8 +34,6 @@ const (
 	maxAttempts = 3
 	// startTimeout bounds a process start: exec, handshake, Configure and Describe.
 	startTimeout = 10 * time.Second
-	// killTimeout bounds a graceful stop before the process is killed.
-	killTimeout = 2 * time.Second
 )
 
 // passEnv are the only environment variables a plugin inherits from the daemon, so
@@ -419,7 +417,8 @@ func (h *Host) backoff() time.Duration {
 }
 
 // Close stops the plugin process: gracefully, then killed when ctx ends or after 2s
-// (plugins ignore SIGINT, so the daemon must do this). Later Enrich calls fail with
+// (go-plugin's Client.Kill waits that long; plugins ignore SIGINT, so the daemon must
+// do this). Later Enrich calls fail with
 // ErrPluginUnavailable. Close is idempotent.
 func (h *Host) Close(ctx context.Context) error {
 	h.mu.Lock()
