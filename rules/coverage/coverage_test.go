@@ -677,3 +677,25 @@ func TestScanCancelled(t *testing.T) {
 		t.Error("missing path returned no error")
 	}
 }
+
+// TestMappingLabels: product detections show their score category (a protect score is not
+// a detection), and controls are listed per framework release (rev4 AC-2 is not rev5 AC-2).
+func TestMappingLabels(t *testing.T) {
+	d := MappingRef{Framework: "aws", FrameworkVersion: "12/12/2024", Capability: "AWS Network Firewall",
+		MappingType: "technique_scores", ScoreCategory: "protect", ScoreValue: "partial"}
+	if got, want := detectionLabel(d), "aws 12/12/2024: AWS Network Firewall (technique_scores protect/partial)"; got != want {
+		t.Errorf("detectionLabel = %q, want %q", got, want)
+	}
+	d.ScoreCategory, d.ScoreValue = "", ""
+	if got, want := detectionLabel(d), "aws 12/12/2024: AWS Network Firewall (technique_scores)"; got != want {
+		t.Errorf("detectionLabel without score = %q, want %q", got, want)
+	}
+	cs := []MappingRef{
+		{Framework: "nist_800_53", FrameworkVersion: "rev4", CapabilityID: "AC-2"},
+		{Framework: "nist_800_53", FrameworkVersion: "rev4", CapabilityID: "AC-3"},
+		{Framework: "nist_800_53", FrameworkVersion: "rev5", CapabilityID: "AC-2"},
+	}
+	if got, want := controlsByRelease(cs), "nist_800_53 rev4: AC-2, AC-3; nist_800_53 rev5: AC-2"; got != want {
+		t.Errorf("controlsByRelease = %q, want %q", got, want)
+	}
+}

@@ -160,11 +160,11 @@ func WriteMarkdown(w io.Writer, rep *Report) error {
 		if len(t.Detections) > 0 {
 			fmt.Fprintln(w, "\nProduct detections:")
 			for _, m := range t.Detections {
-				fmt.Fprintf(w, "- %s %s: %s (%s %s)\n", m.Framework, m.FrameworkVersion, mdEscape(m.Capability), m.MappingType, m.ScoreValue)
+				fmt.Fprintf(w, "- %s\n", mdEscape(detectionLabel(m)))
 			}
 		}
 		if len(t.Controls) > 0 {
-			fmt.Fprintf(w, "\nControls: %s\n", strings.Join(capabilityIDs(t.Controls), ", "))
+			fmt.Fprintf(w, "\nControls: %s\n", mdEscape(controlsByRelease(t.Controls)))
 		}
 	}
 	if len(rep.Errors) > 0 {
@@ -194,10 +194,6 @@ func WriteCSV(w io.Writer, rep *Report) error {
 			ids = append(ids, r.ID)
 			names = append(names, r.Name)
 		}
-		var dets []string
-		for _, d := range t.Detections {
-			dets = append(dets, d.CapabilityID)
-		}
 		alerts := ""
 		if t.Alerts != nil {
 			alerts = strconv.FormatInt(*t.Alerts, 10)
@@ -209,7 +205,7 @@ func WriteCSV(w io.Writer, rep *Report) error {
 		row := []string{t.ID, t.Name, t.Parent, strings.Join(t.Tactics, ";"), strconv.Itoa(t.RuleCount()), strconv.Itoa(t.EnabledRules),
 			strings.Join(ids, ";"), strings.Join(names, ";"), strconv.Itoa(len(t.ParentRules)), strconv.Itoa(t.SubtechniqueRules),
 			strconv.Itoa(len(t.Controls)), strings.Join(capabilityIDs(t.Controls), ";"), strconv.Itoa(len(t.Detections)),
-			strings.Join(dets, ";"), alerts, strings.Join(t.Gaps, ";"), strings.Join(replaced, ";"), strings.Join(t.RevokedIDs, ";")}
+			strings.Join(capabilityIDs(t.Detections), ";"), alerts, strings.Join(t.Gaps, ";"), strings.Join(replaced, ";"), strings.Join(t.RevokedIDs, ";")}
 		if err := cw.Write(row); err != nil {
 			return err
 		}

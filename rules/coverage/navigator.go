@@ -178,18 +178,13 @@ func NavigatorLayer(rep *Report) *Layer {
 		if len(t.Controls) > 0 {
 			lt.Metadata = append(lt.Metadata, LayerMeta{Divider: true})
 			for _, c := range t.Controls {
-				lt.Metadata = append(lt.Metadata, LayerMeta{Name: "control", Value: fmt.Sprintf("%s %s %s %s", c.Framework, c.FrameworkVersion, c.CapabilityID, c.Capability)})
+				lt.Metadata = append(lt.Metadata, LayerMeta{Name: "control", Value: fmt.Sprintf("%s %s %s", c.release(), c.CapabilityID, c.Capability)})
 			}
 		}
 		if len(t.Detections) > 0 {
 			lt.Metadata = append(lt.Metadata, LayerMeta{Divider: true})
 			for _, d := range t.Detections {
-				v := fmt.Sprintf("%s %s: %s (%s", d.Framework, d.FrameworkVersion, d.Capability, d.MappingType)
-				if d.ScoreValue != "" {
-					v += " " + d.ScoreValue
-				}
-				v += ")"
-				lt.Metadata = append(lt.Metadata, LayerMeta{Name: "detection", Value: v})
+				lt.Metadata = append(lt.Metadata, LayerMeta{Name: "detection", Value: detectionLabel(d)})
 			}
 		}
 		mapped := append(append([]MappingRef{}, t.Detections...), t.Controls...)

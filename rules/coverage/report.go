@@ -400,13 +400,46 @@ func (r *Report) WithGaps() []*Technique {
 	return out
 }
 
-// capabilityIDs renders mapping refs as "framework:ID" for compact outputs.
+// capabilityIDs lists the capability IDs of mapping refs for compact outputs.
 func capabilityIDs(ms []MappingRef) []string {
 	out := make([]string, 0, len(ms))
 	for _, m := range ms {
 		out = append(out, m.CapabilityID)
 	}
 	return out
+}
+
+// release names the framework release of a mapping: "nist_800_53 rev5".
+func (m MappingRef) release() string { return m.Framework + " " + m.FrameworkVersion }
+
+// detectionLabel is a product detection for a reader: release, product, mapping type and
+// score ("aws 12/12/2024: AWS Network Firewall (technique_scores protect/partial)"); the
+// score category says whether the product protects, detects or responds.
+func detectionLabel(m MappingRef) string {
+	v := fmt.Sprintf("%s: %s (%s", m.release(), m.Capability, m.MappingType)
+	if m.ScoreCategory != "" || m.ScoreValue != "" {
+		v += " " + joinNonEmpty("/", m.ScoreCategory, m.ScoreValue)
+	}
+	return v + ")"
+}
+
+// controlsByRelease lists control IDs per framework release, in the given order:
+// "nist_800_53 rev4: AC-2, AC-3; nist_800_53 rev5: AC-2" (rev4 AC-2 is not rev5 AC-2).
+func controlsByRelease(ms []MappingRef) string {
+	var releases []string
+	ids := map[string][]string{}
+	for _, m := range ms {
+		r := m.release()
+		if ids[r] == nil {
+			releases = append(releases, r)
+		}
+		ids[r] = append(ids[r], m.CapabilityID)
+	}
+	parts := make([]string, len(releases))
+	for i, r := range releases {
+		parts[i] = r + ": " + strings.Join(ids[r], ", ")
+	}
+	return strings.Join(parts, "; ")
 }
 
 func joinNonEmpty(sep string, parts ...string) string {
