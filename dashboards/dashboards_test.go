@@ -16,9 +16,7 @@ package dashboards
 //   - Prometheus (scripts/prom-up.sh, PROM_PORT = a free port) scraping the daemon every
 //     1s with the alert rules loaded, while the daemon enriches the alerts.
 //
-// Environment: ELASTICSEARCH_URL; DASHBOARDS_REQUIRE_PLUGIN=1 fails (instead of skipping)
-// the plugin-metric expressions when the daemon cannot run the example plugin;
-// DASHBOARDS_KEEP=1 keeps the test indices.
+// Environment: ELASTICSEARCH_URL; DASHBOARDS_KEEP=1 keeps the test indices.
 
 import (
 	"bytes"
@@ -68,7 +66,6 @@ type harness struct {
 	config     string
 	promPort   string
 	promURL    string
-	pluginGap  string // why plugin metrics are not exposed, "" when they are
 	cleanups   []func()
 }
 
@@ -96,21 +93,14 @@ func env(t *testing.T) *harness {
 		hErr = h.start()
 		teardown = append(teardown, h.stop)
 		if hErr == nil {
-			fmt.Fprintf(os.Stderr, "dashboards: harness ready in %s (daemon %s, Prometheus %s, plugin: %s)\n",
-				time.Since(start).Round(time.Millisecond), h.daemonAddr, h.promURL, orOK(h.pluginGap))
+			fmt.Fprintf(os.Stderr, "dashboards: harness ready in %s (daemon %s with the asset plugin, Prometheus %s)\n",
+				time.Since(start).Round(time.Millisecond), h.daemonAddr, h.promURL)
 		}
 	})
 	if hErr != nil {
 		t.Fatalf("test harness: %v", hErr)
 	}
 	return h
-}
-
-func orOK(gap string) string {
-	if gap == "" {
-		return "running"
-	}
-	return "not running: " + gap
 }
 
 func freePort() (string, error) {
@@ -150,7 +140,10 @@ func (h *harness) start() error {
 	if out, err := h.run(90*time.Second, nil, "go", "build", "-o", h.enricher, "./cmd/enricher"); err != nil {
 		return fmt.Errorf("go build ./cmd/enricher: %v\n%s", err, out)
 	}
-	plugins := h.buildPlugin()
+	plugins, err := h.buildPlugin()
+	if err != nil {
+		return err
+	}
 
 	// Unique indices, created before the daemon so it installs its mappings on them.
 	id := fmt.Sprintf("dash%d%d", os.Getpid(), time.Now().UnixNano()%1e6)
@@ -179,22 +172,13 @@ func (h *harness) start() error {
 		}
 	}
 
-	// Daemon, with the example plugin when possible.
+	// Daemon, with the example plugin (required, so its metrics and the plugin alerts are exercised).
 	port, err := freePort()
 	if err != nil {
 		return err
 	}
 	h.daemonAddr = "127.0.0.1:" + port
-	if plugins != nil {
-		err = h.startDaemon(plugins)
-		if err != nil && strings.Contains(err.Error(), "not wired") {
-			h.pluginGap = "the daemon cannot run plugins yet (cmd/enricher/plugins.go: \"plugins: not wired yet\")"
-			err = h.startDaemon(nil)
-		}
-	} else {
-		err = h.startDaemon(nil)
-	}
-	if err != nil {
+	if err := h.startDaemon(plugins); err != nil {
 		return err
 	}
 
@@ -270,23 +254,16 @@ scrape_configs:
 	return h.waitProm(fmt.Sprintf(`sum(enricher_alerts_processed_total) >= %d`, sampleCount), 30*time.Second)
 }
 
-// buildPlugin builds the example asset-inventory plugin and returns its config block, or
-// nil (recording the gap) when it does not exist or does not build.
-func (h *harness) buildPlugin() []map[string]any {
+// buildPlugin builds the example asset-inventory plugin and returns its config block.
+func (h *harness) buildPlugin() ([]map[string]any, error) {
 	dir := filepath.Join(h.root, "plugin", "examples", "assetinventory")
-	if _, err := os.Stat(dir); err != nil {
-		h.pluginGap = "plugin/examples/assetinventory does not exist"
-		return nil
-	}
 	bin := filepath.Join(h.tmp, "enricher-asset-inventory")
 	if out, err := h.run(90*time.Second, nil, "go", "build", "-o", bin, "./plugin/examples/assetinventory/cmd/enricher-asset-inventory"); err != nil {
-		h.pluginGap = fmt.Sprintf("the example plugin does not build: %v: %.300s", err, out)
-		return nil
+		return nil, fmt.Errorf("go build the example plugin: %v\n%s", err, out)
 	}
 	b, err := os.ReadFile(bin)
 	if err != nil {
-		h.pluginGap = err.Error()
-		return nil
+		return nil, err
 	}
 	sum := sha256.Sum256(b)
 	return []map[string]any{{
@@ -295,7 +272,7 @@ func (h *harness) buildPlugin() []map[string]any {
 			"inventory":           filepath.Join(dir, "testdata", "inventory.csv"),
 			"unknown_criticality": "unknown",
 		},
-	}}
+	}}, nil
 }
 
 func (h *harness) startDaemon(plugins []map[string]any) error {
@@ -529,22 +506,6 @@ func (h *harness) expectSeries(t *testing.T, q string) {
 	}
 }
 
-func (h *harness) skipPluginGap(t *testing.T, expr string) {
-	t.Helper()
-	if h.pluginGap == "" || !strings.Contains(expr, "enricher_plugin_") {
-		return
-	}
-	// The expression must still be valid PromQL that Prometheus accepts.
-	if _, _, err := h.promQuery(expr); err != nil {
-		t.Fatal(err)
-	}
-	msg := "plugin metrics cannot be scraped: " + h.pluginGap
-	if os.Getenv("DASHBOARDS_REQUIRE_PLUGIN") == "1" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg + " (set DASHBOARDS_REQUIRE_PLUGIN=1 to fail instead)")
-}
-
 // ---- Prometheus ----
 
 // TestPromtoolRules runs promtool check rules on every rule file and promtool test rules
@@ -631,7 +592,6 @@ func TestGrafanaExpressionsReturnSeries(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			h.skipPluginGap(t, q)
 			h.expectSeries(t, q)
 		})
 	}
@@ -645,7 +605,6 @@ func TestAlertRuleExpressionsReturnSeries(t *testing.T) {
 	for _, r := range loadRules(t) {
 		for i, in := range InnerExprs(r.Expr) {
 			t.Run(fmt.Sprintf("%s/%d", r.Alert, i), func(t *testing.T) {
-				h.skipPluginGap(t, in)
 				h.expectSeries(t, in)
 			})
 		}
