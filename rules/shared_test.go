@@ -29,12 +29,17 @@ func moduleRoot(t testing.TB) string {
 	}
 }
 
-// sharedDir returns ../shared/data/SUB beside the repository, or skips the test.
+// sharedDir returns ../shared/data/SUB beside the repository. It skips the test when
+// ../shared is absent, and fails it when ../shared is there but SUB is not.
 func sharedDir(t testing.TB, sub string) string {
 	t.Helper()
-	dir := filepath.Join(moduleRoot(t), "..", "shared", "data", sub)
+	root := filepath.Join(moduleRoot(t), "..", "shared")
+	if _, err := os.Stat(root); err != nil {
+		t.Skipf("shared data not found at %s (it lives beside the repository, not in it): %v", root, err)
+	}
+	dir := filepath.Join(root, "data", sub)
 	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("shared data not found at %s (it lives beside the repository, not in it): %v", dir, err)
+		t.Fatalf("shared data is present but incomplete: %v", err)
 	}
 	return dir
 }

@@ -89,10 +89,11 @@ func TestCoverageJSON(t *testing.T) {
 }
 
 func TestCoverageSharedElasticCSV(t *testing.T) {
-	dir := filepath.Join("..", "..", "..", "shared", "data", "detection-rules", "elastic")
-	if _, err := os.Stat(dir); err != nil {
+	shared := filepath.Join("..", "..", "..", "shared")
+	if _, err := os.Stat(shared); err != nil {
 		t.Skipf("shared data not present: %v", err)
 	}
+	dir := filepath.Join(shared, "data", "detection-rules", "elastic")
 	code, out, errs := runCoverageCmd(t, nil, "--format", "csv", "--only-rule-techniques", dir)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)

@@ -18,16 +18,31 @@ import (
 	"github.com/enricher-dev/enricher/rules"
 )
 
-// sharedRules is the shared detection-rules data, read in place (never copied into the repo).
-var sharedRules = filepath.Join("..", "..", "..", "shared", "data", "detection-rules")
+// sharedRoot is ../shared beside the repository; sharedRules is its detection-rules data,
+// read in place (never copied into the repo).
+var (
+	sharedRoot  = filepath.Join("..", "..", "..", "shared")
+	sharedRules = filepath.Join(sharedRoot, "data", "detection-rules")
+)
 
-func needShared(t testing.TB, sub string) string {
+// needShared skips the test when ../shared is absent, and fails it when ../shared is
+// there but PATH (relative to it) is not.
+func needShared(t testing.TB, path string) string {
 	t.Helper()
-	dir := filepath.Join(sharedRules, sub)
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("shared data %s not present: %v", dir, err)
+	if _, err := os.Stat(sharedRoot); err != nil {
+		t.Skipf("shared data %s not present: %v", sharedRoot, err)
 	}
-	return dir
+	p := filepath.Join(sharedRoot, path)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("shared data is present but incomplete: %v", err)
+	}
+	return p
+}
+
+// needSharedRules is needShared for a folder of the shared detection rules.
+func needSharedRules(t testing.TB, sub string) string {
+	t.Helper()
+	return needShared(t, filepath.Join("data", "detection-rules", sub))
 }
 
 func builtin(t testing.TB) *rules.Ruleset {
@@ -322,7 +337,7 @@ var (
 // TestSharedElasticT1021002 checks every shared Elastic rule that maps T1021.002 is listed
 // for it with its rule_id, the expected set found by a plain regexp over the files.
 func TestSharedElasticT1021002(t *testing.T) {
-	dir := needShared(t, "elastic")
+	dir := needSharedRules(t, "elastic")
 	files, _ := filepath.Glob(filepath.Join(dir, "*.toml"))
 	want := map[string]bool{}
 	wantPer := map[string]int{}
@@ -382,7 +397,7 @@ var sigmaTag = regexp.MustCompile(`(?m)^\s*-\s*attack\.(t[0-9]{4}(?:\.[0-9]{3})?
 
 // TestSharedSigmaCounts checks rule counts per technique against a regexp over the tags.
 func TestSharedSigmaCounts(t *testing.T) {
-	dir := needShared(t, "sigma")
+	dir := needSharedRules(t, "sigma")
 	want := sigmaGrepCounts(t, dir)
 	rep := build(t, scan(t, dir))
 	if rep.Rules != 38 || rep.RulesBySource[FormatSigma] != 38 || len(rep.Errors) != 0 {
@@ -435,7 +450,7 @@ func mapsEqual(a, b map[string]int) bool {
 
 // TestSharedAllFormats reads the whole shared folder: every format, non-rule files skipped.
 func TestSharedAllFormats(t *testing.T) {
-	needShared(t, "")
+	needSharedRules(t, "")
 	rep := build(t, scan(t, sharedRules))
 	want := map[Format]int{FormatElastic: 41, FormatElasticHunting: 3, FormatElasticEndpoint: 11, FormatSigma: 38, FormatSentinel: 3}
 	for f, n := range want {
@@ -488,7 +503,7 @@ func hasRule(t *Technique, f Format, id string) bool {
 // TestRevocationsAgreeWithElastic checks the ruleset's revocation table against Elastic's
 // own redirect map where both list an ID.
 func TestRevocationsAgreeWithElastic(t *testing.T) {
-	dir := needShared(t, "elastic-etc")
+	dir := needSharedRules(t, "elastic-etc")
 	b, err := os.ReadFile(filepath.Join(dir, "attack-technique-redirects.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -588,7 +603,7 @@ func validateLayer(t testing.TB, data []byte) {
 
 // TestNavigatorLayerShared builds the layer from every shared rule and validates it.
 func TestNavigatorLayerShared(t *testing.T) {
-	needShared(t, "")
+	needSharedRules(t, "")
 	rep := build(t, scan(t, sharedRules))
 	var buf bytes.Buffer
 	if err := WriteNavigator(&buf, rep); err != nil {

@@ -12,7 +12,7 @@ import (
 )
 
 // sigmaATTACK is a compact ATT&CK Enterprise 16.1 technique list (active techniques only).
-var sigmaATTACK = filepath.Join("..", "..", "..", "shared", "data", "mappings", "attack", "mitre_attack_enterprise_16.1.json")
+var sigmaATTACK = filepath.Join("data", "mappings", "attack", "mitre_attack_enterprise_16.1.json") // in ../shared
 
 // runSigmaAnalyze runs `sigma analyze attack count` on dir and returns the score per technique.
 // sigma-cli needs ATT&CK STIX data, which it downloads from GitHub; offline, the test feeds it
@@ -80,9 +80,9 @@ func runSigmaAnalyze(t *testing.T, dir string, active map[string]bool, extra ...
 
 func activeTechniques(t *testing.T) map[string]bool {
 	t.Helper()
-	data, err := os.ReadFile(sigmaATTACK)
+	data, err := os.ReadFile(needShared(t, sigmaATTACK))
 	if err != nil {
-		t.Skipf("shared ATT&CK technique list not present: %v", err)
+		t.Fatal(err)
 	}
 	var f struct {
 		Categories struct {
@@ -108,7 +108,7 @@ func TestSigmaCLIAgrees(t *testing.T) {
 	if _, err := exec.LookPath("sigma"); err != nil {
 		t.Skip("sigma (sigma-cli) is not on PATH; install it with `pip install sigma-cli` to run this comparison")
 	}
-	dir := needShared(t, "sigma")
+	dir := needSharedRules(t, "sigma")
 	active := activeTechniques(t)
 	s := scan(t, dir)
 	rep := Build(s, BuildOptions{OnlyRuleTechniques: true})

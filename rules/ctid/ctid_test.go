@@ -29,12 +29,17 @@ func moduleRoot(t testing.TB) string {
 	}
 }
 
-// sharedMappings returns ../shared/data/mappings next to the repository, or skips.
+// sharedMappings returns ../shared/data/mappings next to the repository. It skips the test
+// when ../shared is absent, and fails it when ../shared is there without the schema.
 func sharedMappings(t testing.TB) string {
 	t.Helper()
-	dir := filepath.Join(moduleRoot(t), "..", "shared", "data", "mappings")
+	root := filepath.Join(moduleRoot(t), "..", "shared")
+	if _, err := os.Stat(root); err != nil {
+		t.Skipf("shared data not found at %s (it lives beside the repository, not in it): %v", root, err)
+	}
+	dir := filepath.Join(root, "data", "mappings")
 	if _, err := os.Stat(filepath.Join(dir, "mapex-unified-data-schema.json")); err != nil {
-		t.Skipf("shared CTID data not found at %s (it lives beside the repository, not in it): %v", dir, err)
+		t.Fatalf("shared data is present but incomplete: %v", err)
 	}
 	return dir
 }
