@@ -35,15 +35,13 @@ func startPlugins(ctx context.Context, ps []config.Plugin, reg prometheus.Regist
 	}
 	var stages []enrich.PipelineStage
 	for _, p := range ps {
-		h, err := plugin.NewHost(ctx, p, log.With("plugin", p.Name), pm)
+		h, err := plugin.NewHost(ctx, p, log, pm)
 		if err != nil {
 			closeAll(ctx)
 			return nil, nil, fmt.Errorf("start plugin %s: %w", p.Name, err)
 		}
 		hosts = append(hosts, h)
 		pm.SetInfo(p.Name, p.Required)
-		info := h.Info()
-		log.Info("plugin started", "plugin", p.Name, "version", info.Version, "namespace", h.Namespace(), "required", p.Required)
 		stages = append(stages, enrich.PipelineStage{Stage: h, Required: p.Required})
 	}
 	return stages, closeAll, nil

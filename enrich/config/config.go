@@ -229,6 +229,24 @@ func (c *Config) fillDefaults() {
 	}
 }
 
+// reservedFields are top-level fields of alerts (ECS field sets, Kibana, Wazuh): a plugin's
+// namespace, which is its name, must not be one of them, or its patches would write over
+// alert data such as kibana.alert.workflow_status.
+var reservedFields = fieldSet(`agent as client cloud code_signature container data_stream destination device dll
+	dns ecs elf email error event faas file geo group hash host http interface labels log macho message
+	network observer orchestrator organization os package pe process registry related risk rule server
+	service source span tags threat tls trace transaction url user user_agent vlan vulnerability x509
+	kibana signal data decoder full_log input location manager predecoder previous_output syscheck
+	timestamp id index type`)
+
+func fieldSet(s string) map[string]bool {
+	m := map[string]bool{}
+	for _, f := range strings.Fields(s) {
+		m[f] = true
+	}
+	return m
+}
+
 var (
 	reName  = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 	reSHA   = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -287,12 +305,16 @@ func (c *Config) Validate() error {
 	if !reField.MatchString(c.Output.Root) || strings.Contains(c.Output.Root, ".") {
 		return bad("output.root", c.Output.Root, "must be one field name without dots")
 	}
-	names := map[string]bool{}
+	names := map[string]bool{c.Output.Root: true}
 	for i, p := range c.Plugins {
 		at := fmt.Sprintf("plugins[%d]", i)
 		switch {
 		case !reName.MatchString(p.Name):
 			return bad(at+".name", p.Name, "must match [a-z][a-z0-9_]*")
+		case p.Name == c.Output.Root:
+			return bad(at+".name", p.Name, "is output.root, enricher's own field")
+		case reservedFields[p.Name]:
+			return bad(at+".name", p.Name, "is a top-level alert field (ECS or Kibana); a plugin writes only its own new field")
 		case names[p.Name]:
 			return bad(at+".name", p.Name, "used twice")
 		case p.Path == "":

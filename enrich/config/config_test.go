@@ -19,6 +19,7 @@ func TestLoadBadConfigs(t *testing.T) {
 		{"invalid-field-kind.yml", `testdata/invalid-field-kind.yml: alerts.fields[0].kind: must be id or tag (got "number")`},
 		{"invalid-plugin-sha.yml", `testdata/invalid-plugin-sha.yml: plugins[0].sha256: must be the binary's SHA-256, 64 lower-case hex digits (got "abc")`},
 		{"invalid-plugin-name.yml", `testdata/invalid-plugin-name.yml: plugins[0].name: must match [a-z][a-z0-9_]* (got "Assets!")`},
+		{"invalid-plugin-reserved.yml", `testdata/invalid-plugin-reserved.yml: plugins[0].name: is a top-level alert field (ECS or Kibana); a plugin writes only its own new field (got "kibana")`},
 		{"invalid-auth.yml", `testdata/invalid-auth.yml: elasticsearch.username: username and password go together (got "elastic")`},
 		{"invalid-no-indices.yml", `testdata/invalid-no-indices.yml: alerts.indices: must list at least one index pattern (got "[]")`},
 		{"invalid-source-scheme.yml", `testdata/invalid-source-scheme.yml: rules.sources[0]: URL scheme must be http or https (got "s3://bucket/nist.json")`},

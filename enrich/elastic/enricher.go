@@ -105,7 +105,7 @@ func (e *Enricher) query() Query {
 		Root:            e.attack.Namespace(),
 		Hash:            e.attack.Ruleset().Hash(),
 		Extra:           e.o.Extra,
-		SourceFields:    e.p.Fields(),
+		SourceFields:    e.sourceFields(),
 		BatchSize:       e.o.BatchSize,
 	}
 }
@@ -176,6 +176,7 @@ func (e *Enricher) process(ctx context.Context, alerts []*enrich.Alert, pr *Pass
 	todo := alerts
 	for attempt := 0; len(todo) > 0; attempt++ {
 		results := e.p.Run(ctx, todo)
+		e.clearStale(results)
 		items := make([]BulkItem, 0, len(results))
 		outcomes := make([]string, 0, len(results))
 		for _, r := range results {
@@ -284,7 +285,7 @@ func (e *Enricher) bulk(ctx context.Context, items []BulkItem) ([]ItemResult, er
 // went down after applying it) is not repeated, so each alert is enriched exactly once.
 func (e *Enricher) mget(ctx context.Context, alerts []*enrich.Alert) ([]*enrich.Alert, error) {
 	root := e.attack.Namespace()
-	fields := append(e.p.Fields(), root+".ruleset.hash", root+"."+enrich.PendingField)
+	fields := append(e.sourceFields(), root+".ruleset.hash", root+"."+enrich.PendingField)
 	for n := 0; ; n++ {
 		fresh, err := e.c.Mget(ctx, alerts, fields)
 		if err == nil {
@@ -401,4 +402,53 @@ func (e *Enricher) done(a *enrich.Alert) bool {
 		return false
 	}
 	return len(enrich.Values(a.Source, root+"."+enrich.PendingField)) == 0
+}
+
+// sourceFields are the _source fields to fetch: what the stages read, and the plugin
+// namespaces themselves, so that keys a plugin no longer writes can be cleared.
+func (e *Enricher) sourceFields() []string {
+	fields := e.p.Fields()
+	for _, st := range e.p.Stages() {
+		if ns := st.Stage.Namespace(); ns != e.attack.Namespace() {
+			fields = append(fields, ns)
+		}
+	}
+	return fields
+}
+
+// clearStale sets to null the keys of a plugin's namespace object that the alert holds
+// but the plugin's new patch no longer has: a partial update merges objects, so a key
+// left out (an owner removed from the inventory) would otherwise stay on the alert.
+func (e *Enricher) clearStale(results []enrich.Result) {
+	for _, r := range results {
+		for ns, v := range r.Doc {
+			if ns == e.attack.Namespace() {
+				continue
+			}
+			next, ok := v.(map[string]any)
+			if !ok {
+				continue
+			}
+			if prev, ok := r.Alert.Source[ns].(map[string]any); ok {
+				nullMissing(prev, next)
+			}
+		}
+	}
+}
+
+func nullMissing(prev, next map[string]any) {
+	for k, pv := range prev {
+		nv, ok := next[k]
+		if !ok {
+			if pv != nil {
+				next[k] = nil
+			}
+			continue
+		}
+		pm, ok1 := pv.(map[string]any)
+		nm, ok2 := nv.(map[string]any)
+		if ok1 && ok2 {
+			nullMissing(pm, nm)
+		}
+	}
 }

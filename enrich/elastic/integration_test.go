@@ -577,6 +577,29 @@ func TestPluginNamespaceSearchable(t *testing.T) {
 	if n := searchAll(t, c, s.Alias(), map[string]any{"exists": map[string]any{"field": "attack_mappings.pending_stages"}}); len(n) != 0 {
 		t.Fatalf("%d alerts still pending", len(n))
 	}
+
+	// The inventory loses the owner: the next enrichment clears asset.owner instead of
+	// leaving the old value merged in.
+	asset.Func = func(_ context.Context, alerts []*enrich.Alert) ([]enrich.Patch, error) {
+		out := make([]enrich.Patch, len(alerts))
+		for i := range alerts {
+			out[i] = enrich.Patch{"asset": map[string]any{"criticality": "low"}}
+		}
+		return out, nil
+	}
+	for _, d := range docs {
+		c.Do(ctx, "other", http.MethodPost, "/"+url.PathEscape(s.Alias())+"/_update/"+url.PathEscape(d.ID), nil, []byte(body))
+	}
+	c.Refresh(ctx, []string{s.Alias()})
+	if _, err := en.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := searchAll(t, c, s.Alias(), map[string]any{"exists": map[string]any{"field": "asset.owner"}}); len(n) != 0 {
+		t.Fatalf("%d alerts kept a stale asset.owner", len(n))
+	}
+	if n := searchAll(t, c, s.Alias(), map[string]any{"term": map[string]any{"asset.criticality.keyword": "low"}}); len(n) != len(docs) {
+		t.Fatalf("%d of %d alerts have the new criticality", len(n), len(docs))
+	}
 }
 
 // TestElasticsearchDownAtStart: enricher starts while nothing answers on the Elasticsearch
