@@ -2,6 +2,7 @@ package rules
 
 import (
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -61,12 +62,13 @@ func (t *Tables) Revoked(id string) (Revocation, bool) {
 	return r, ok
 }
 
-// Revocations returns every revocation entry.
+// Revocations returns every revocation entry, sorted by ID.
 func (t *Tables) Revocations() []Revocation {
 	out := make([]Revocation, 0, len(t.revoked))
 	for _, r := range t.revoked {
 		out = append(out, r)
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
 

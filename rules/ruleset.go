@@ -299,10 +299,9 @@ func mergeSameRelease(a, b *Mapping) bool {
 		a.Comments += b.Comments
 		changed = true
 	}
-	if n := len(a.References); true {
-		a.References = mergeStrings(a.References, b.References)
-		changed = changed || len(a.References) != n
-	}
+	n := len(a.References)
+	a.References = mergeStrings(a.References, b.References)
+	changed = changed || len(a.References) != n
 	a.Alerts = mergeAlerts(a.Alerts, b.Alerts)
 	a.Queries = mergeStrings(a.Queries, b.Queries)
 	a.Events = mergeEvents(a.Events, b.Events)
@@ -601,9 +600,7 @@ func (r *Ruleset) computeHash() (string, error) {
 			}
 		}
 	}
-	revs := r.tables.Revocations()
-	sort.Slice(revs, func(i, j int) bool { return revs[i].ID < revs[j].ID })
-	if err := enc.Encode(revs); err != nil {
+	if err := enc.Encode(r.tables.Revocations()); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
