@@ -155,6 +155,9 @@ func rulesImport(ctx context.Context, e env, args []string) error {
 		if err != nil {
 			return err
 		}
+		if prog != nil {
+			fmt.Fprint(e.stderr, "\r\033[K") // clear the progress line before the result line
+		}
 		fmt.Fprintf(e.stdout, "%s: %s: %d mappings, skipped %s\n", p, f.Source.Label(), len(f.Mappings), skippedText(f.Source.Skipped))
 	}
 	if prog != nil {
