@@ -20,6 +20,11 @@ const (
 	StatusNoTechnique = "no_technique"
 )
 
+// maxCachedTechniqueSets bounds the cache of pre-built documents. Real alerts carry a few
+// hundred distinct technique sets; with every CTID framework loaded one document is tens of
+// kilobytes, so the bound keeps the cache under ~100 MB even on adversarial input.
+const maxCachedTechniqueSets = 2048
+
 // AttackStageName is the name of the built-in ATT&CK mapping stage.
 const AttackStageName = "attack"
 
@@ -123,7 +128,7 @@ func (s *AttackStage) static(ids []string) *staticDoc {
 	}
 	d = s.build(ids)
 	s.mu.Lock()
-	if len(s.cache) > 100000 { // bound memory on pathological input
+	if len(s.cache) >= maxCachedTechniqueSets { // bound memory on pathological input
 		s.cache = map[string]*staticDoc{}
 	}
 	s.cache[key] = d
