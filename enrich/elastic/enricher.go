@@ -98,14 +98,37 @@ func (e *Enricher) backoff(n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func (e *Enricher) query() Query {
+// query returns the search for pending alerts. Technique fields that every index maps
+// as keyword are read from doc values; fields no index maps are not read (no query can
+// select an alert by them); the rest, and what plugins read, come from _source.
+func (e *Enricher) query(ctx context.Context) Query {
+	var tech []string
+	for _, f := range e.attack.TechniqueFields() {
+		tech = append(tech, f.Path)
+	}
+	plan, err := e.c.PlanFields(ctx, e.o.Indices, tech)
+	if err != nil {
+		e.log.Debug("field capabilities unavailable; reading every field from _source", "err", err)
+		plan = FieldPlan{}
+	}
+	skip := map[string]bool{}
+	for _, f := range append(plan.DocValues, plan.Unmapped...) {
+		skip[f] = true
+	}
+	var source []string
+	for _, f := range e.sourceFields() {
+		if !skip[f] {
+			source = append(source, f)
+		}
+	}
 	return Query{
 		Indices:         e.o.Indices,
 		TechniqueFields: e.attack.TechniqueFields(),
 		Root:            e.attack.Namespace(),
 		Hash:            e.attack.Ruleset().Hash(),
 		Extra:           e.o.Extra,
-		SourceFields:    e.sourceFields(),
+		SourceFields:    source,
+		DocValueFields:  plan.DocValues,
 		BatchSize:       e.o.BatchSize,
 	}
 }
@@ -136,7 +159,7 @@ func (e *Enricher) Pass(ctx context.Context) (PassResult, error) {
 			e.log.Info("put field mappings", "indices", updated, "root", e.attack.Namespace())
 		}
 	}
-	st, err := e.c.Scan(ctx, e.query(), func(ctx context.Context, alerts []*enrich.Alert) error {
+	st, err := e.c.Scan(ctx, e.query(ctx), func(ctx context.Context, alerts []*enrich.Alert) error {
 		bctx, cancel := e.batchContext(ctx)
 		defer cancel()
 		e.process(bctx, alerts, &pr)

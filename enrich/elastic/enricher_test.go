@@ -38,6 +38,8 @@ func TestPassRetriesPerItem(t *testing.T) {
 		switch {
 		case strings.Contains(r.URL.Path, "/_mapping/field/"):
 			io.WriteString(w, `{"alerts-1":{"mappings":{"attack_mappings.ruleset.hash":{"full_name":"attack_mappings.ruleset.hash"}}}}`)
+		case strings.HasSuffix(r.URL.Path, "/_field_caps"):
+			io.WriteString(w, `{"indices":["alerts-1","alerts-2"],"fields":{"rule.mitre.id":{"keyword":{"type":"keyword"}},"tags":{"text":{"type":"text"},"unmapped":{"type":"unmapped"}},"threat.technique.id":{"unmapped":{"type":"unmapped"}}}}`)
 		case strings.HasSuffix(r.URL.Path, "/_pit") && r.Method == http.MethodPost:
 			io.WriteString(w, `{"id":"pit-1"}`)
 		case r.URL.Path == "/_pit":
@@ -48,10 +50,23 @@ func TestPassRetriesPerItem(t *testing.T) {
 				io.WriteString(w, `{"hits":{"total":{"value":0},"hits":[]}}`)
 				return
 			}
+			var req struct {
+				DocValueFields []string `json:"docvalue_fields"`
+				Source         any      `json:"_source"`
+			}
+			json.NewDecoder(r.Body).Decode(&req)
+			if strings.Join(req.DocValueFields, ",") != "rule.mitre.id" {
+				t.Errorf("docvalue_fields %v, want the one field mapped keyword everywhere", req.DocValueFields)
+			}
+			// tags is text in one index and unmapped in another: from _source; every field
+			// the field capabilities do not map anywhere is not read at all.
+			if inc, _ := req.Source.(map[string]any)["includes"].([]any); len(inc) != 1 || inc[0] != "tags" {
+				t.Errorf("_source includes %v, want [tags]", req.Source)
+			}
 			io.WriteString(w, `{"pit_id":"pit-1","hits":{"total":{"value":3},"hits":[
-			  {"_index":"alerts-1","_id":"a","_seq_no":1,"_primary_term":1,"_source":{"rule":{"mitre":{"id":"T1021.002"}}},"sort":[1]},
-			  {"_index":"alerts-1","_id":"b","_seq_no":2,"_primary_term":1,"_source":{"rule":{"mitre":{"id":"T1021.002"}}},"sort":[2]},
-			  {"_index":"alerts-1","_id":"c","_seq_no":3,"_primary_term":1,"_source":{"rule":{"mitre":{"id":"T1021.002"}}},"sort":[3]}]},
+			  {"_index":"alerts-1","_id":"a","_seq_no":1,"_primary_term":1,"fields":{"rule.mitre.id":["T1021.002"]},"sort":[1]},
+			  {"_index":"alerts-1","_id":"b","_seq_no":2,"_primary_term":1,"fields":{"rule.mitre.id":["T1021.002"]},"sort":[2]},
+			  {"_index":"alerts-1","_id":"c","_seq_no":3,"_primary_term":1,"_source":{"tags":["attack.t1021.002"]},"sort":[3]}]},
 			  "aggregations":{"oldest":{"value":1700000000000}}}`)
 		case r.URL.Path == "/_bulk":
 			b, _ := io.ReadAll(r.Body)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/enricher-dev/enricher/enrich"
@@ -23,7 +24,11 @@ type Query struct {
 	Extra map[string]any
 	// SourceFields are the _source fields to fetch.
 	SourceFields []string
-	BatchSize    int
+	// DocValueFields are fields read from doc values instead of _source: keyword fields
+	// mapped as such in every index. Cheaper for Elasticsearch than loading _source; their
+	// values land in Alert.Source under the dotted field name.
+	DocValueFields []string
+	BatchSize      int
 }
 
 // Body returns the Elasticsearch query for pending alerts.
@@ -60,12 +65,21 @@ type PassStats struct {
 }
 
 type hit struct {
-	Index       string          `json:"_index"`
-	ID          string          `json:"_id"`
-	SeqNo       *int64          `json:"_seq_no"`
-	PrimaryTerm *int64          `json:"_primary_term"`
-	Source      json.RawMessage `json:"_source"`
-	Sort        []any           `json:"sort"`
+	Index       string           `json:"_index"`
+	ID          string           `json:"_id"`
+	SeqNo       *int64           `json:"_seq_no"`
+	PrimaryTerm *int64           `json:"_primary_term"`
+	Source      json.RawMessage  `json:"_source"`
+	Fields      map[string][]any `json:"fields"`
+	Sort        []any            `json:"sort"`
+}
+
+// sourceFilter fetches only the given _source fields, or no _source at all.
+func sourceFilter(fields []string) any {
+	if len(fields) == 0 {
+		return false
+	}
+	return map[string]any{"includes": fields}
 }
 
 // Scan opens a point in time over the pending alerts and calls fn with each page, in
@@ -105,7 +119,7 @@ func (c *Client) Scan(ctx context.Context, q Query, fn func(context.Context, []*
 			"pit":                 map[string]any{"id": pit.ID, "keep_alive": "2m"},
 			"sort":                []any{map[string]any{"_shard_doc": "asc"}},
 			"seq_no_primary_term": true,
-			"_source":             map[string]any{"includes": q.SourceFields},
+			"_source":             sourceFilter(q.SourceFields),
 			"track_total_hits":    first,
 		}
 		if first {
@@ -113,6 +127,9 @@ func (c *Client) Scan(ctx context.Context, q Query, fn func(context.Context, []*
 		}
 		if after != nil {
 			req["search_after"] = after
+		}
+		if len(q.DocValueFields) > 0 {
+			req["docvalue_fields"] = q.DocValueFields
 		}
 		return c.searchPage(ctx, req)
 	}
@@ -222,7 +239,10 @@ func toAlerts(hits []hit) ([]*enrich.Alert, error) {
 			}
 		}
 		if a.Source == nil {
-			a.Source = map[string]any{}
+			a.Source = make(map[string]any, len(h.Fields))
+		}
+		for f, vs := range h.Fields {
+			a.Source[f] = vs
 		}
 		alerts = append(alerts, a)
 	}
@@ -234,7 +254,7 @@ func toAlerts(hits []hit) ([]*enrich.Alert, error) {
 func (c *Client) Mget(ctx context.Context, alerts []*enrich.Alert, fields []string) ([]*enrich.Alert, error) {
 	docs := make([]map[string]any, len(alerts))
 	for i, a := range alerts {
-		docs[i] = map[string]any{"_index": a.Index, "_id": a.ID, "_source": map[string]any{"includes": fields}}
+		docs[i] = map[string]any{"_index": a.Index, "_id": a.ID, "_source": sourceFilter(fields)}
 	}
 	b, err := json.Marshal(map[string]any{"docs": docs})
 	if err != nil {
@@ -275,4 +295,55 @@ func (c *Client) Refresh(ctx context.Context, indices []string) error {
 		return statusError("refresh", code, body)
 	}
 	return nil
+}
+
+// FieldPlan says where to read each technique field from.
+type FieldPlan struct {
+	// DocValues are mapped as keyword in every index: read from doc values.
+	DocValues []string
+	// Unmapped are mapped in no index: no query can select alerts by them, so they are
+	// not read at all (this spares Elasticsearch from loading _source).
+	Unmapped []string
+	// Source are the rest (mapped differently across indices, or only in some): _source.
+	Source []string
+}
+
+// PlanFields asks Elasticsearch (field capabilities) how every index matching the patterns
+// maps the given fields, and plans where to read each from.
+func (c *Client) PlanFields(ctx context.Context, indices, fields []string) (FieldPlan, error) {
+	var plan FieldPlan
+	if len(fields) == 0 {
+		return plan, nil
+	}
+	q := hiddenToo()
+	q.Set("fields", strings.Join(fields, ","))
+	q.Set("include_unmapped", "true")
+	code, body, err := c.Do(ctx, "mapping", http.MethodGet, "/"+joinIndices(indices)+"/_field_caps", q, nil)
+	if err != nil {
+		return plan, fmt.Errorf("field capabilities: %w", err)
+	}
+	if code != http.StatusOK {
+		return plan, statusError("field capabilities", code, body)
+	}
+	var res struct {
+		Indices []string                              `json:"indices"`
+		Fields  map[string]map[string]json.RawMessage `json:"fields"`
+	}
+	if err := json.Unmarshal(body, &res); err != nil {
+		return plan, fmt.Errorf("decode field capabilities: %w", err)
+	}
+	for _, f := range fields {
+		types := res.Fields[f]
+		_, keyword := types["keyword"]
+		_, unmapped := types["unmapped"]
+		switch {
+		case keyword && len(types) == 1:
+			plan.DocValues = append(plan.DocValues, f)
+		case len(res.Indices) > 0 && (len(types) == 0 || unmapped && len(types) == 1):
+			plan.Unmapped = append(plan.Unmapped, f)
+		default:
+			plan.Source = append(plan.Source, f)
+		}
+	}
+	return plan, nil
 }
