@@ -22,7 +22,6 @@ type PendingMarker interface {
 type staticDoc struct {
 	status string
 	json   []byte // `"key":value,` pairs, sorted by key, with a trailing comma
-	fields map[string]any
 }
 
 func newStaticDoc(status string, fields map[string]any) *staticDoc {
@@ -43,7 +42,7 @@ func newStaticDoc(status string, fields map[string]any) *staticDoc {
 		buf.Truncate(buf.Len() - 1) // Encode's newline
 		buf.WriteByte(',')
 	}
-	return &staticDoc{status: status, json: buf.Bytes(), fields: fields}
+	return &staticDoc{status: status, json: buf.Bytes()}
 }
 
 // RootDoc is the object the ATT&CK stage writes under its root field: the mappings of the
@@ -63,9 +62,6 @@ var (
 
 // Status is enriched, unmapped or no_technique.
 func (d *RootDoc) Status() string { return d.static.status }
-
-// Field returns one technique-dependent field (techniques, controls, detections, ...).
-func (d *RootDoc) Field(name string) any { return d.static.fields[name] }
 
 // SetPending implements PendingMarker.
 func (d *RootDoc) SetPending(stages []string) { d.Pending = stages }
