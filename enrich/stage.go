@@ -3,6 +3,7 @@ package enrich
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // ErrStageUnavailable is returned (wrapped) by a stage that cannot run now, e.g. a plugin
@@ -46,4 +47,17 @@ func (s *StageFunc) Fields() []string { return s.StageFields }
 // Enrich implements Stage.
 func (s *StageFunc) Enrich(ctx context.Context, alerts []*Alert) ([]Patch, error) {
 	return s.Func(ctx, alerts)
+}
+
+// Sleep waits for d, or until ctx ends and then returns ctx.Err(): the backoff wait of
+// retry loops that must stop at shutdown.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

@@ -303,7 +303,7 @@ func (h *Host) acquire(ctx context.Context, wait bool) (*proc, error) {
 			return nil, fmt.Errorf("restart backing off for %s after %d failures", delay.Round(time.Millisecond), h.failures)
 		}
 		h.mu.Unlock()
-		err := sleep(ctx, delay)
+		err := enrich.Sleep(ctx, delay)
 		h.mu.Lock()
 		if err != nil {
 			return nil, err
@@ -432,17 +432,6 @@ func (h *Host) Close(ctx context.Context) error {
 		h.log.Info("plugin stopped")
 	}
 	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // launchProcess starts the binary with go-plugin: checksum verified (our own check for a

@@ -75,18 +75,7 @@ func NewEnricher(c *Client, p *enrich.Pipeline, attack *enrich.AttackStage, o Op
 	if m == nil {
 		panic("elastic: NewEnricher needs metrics")
 	}
-	return &Enricher{c: c, p: p, attack: attack, o: o, m: m, log: log, sleep: sleepCtx}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return &Enricher{c: c, p: p, attack: attack, o: o, m: m, log: log, sleep: enrich.Sleep}
 }
 
 // backoff returns the delay before retry n (0-based): exponential with full jitter.
