@@ -169,8 +169,8 @@ func Build(files []*File, tables *Tables, opts Options) (*Ruleset, error) {
 				rep.addSkip(src.Path, SkipNoCapability, 1)
 				continue
 			}
-			m := normalize(src, fm, tables)
-			if _, _, known := tables.MappingType(fm.MappingType); !known {
+			m, known := normalize(src, fm, tables)
+			if !known {
 				unknown("mt\x00"+src.Path+"\x00"+mt, fmt.Sprintf("%s: row %d: unknown mapping_type %q (kept, filed as %s)", src.Path, row, fm.MappingType, KindRelated))
 			}
 			if v := m.ScoreValue; v != "" && v != "minimal" && v != "partial" && v != "significant" {
@@ -339,8 +339,9 @@ func mergeEvents(a, b []WindowsEvent) []WindowsEvent {
 	return a
 }
 
-func normalize(src *Source, fm FileMapping, t *Tables) *Mapping {
-	mt, kind, _ := t.MappingType(fm.MappingType)
+// normalize returns the canonical form of one row, and whether the tables know its mapping type.
+func normalize(src *Source, fm FileMapping, t *Tables) (*Mapping, bool) {
+	mt, kind, known := t.MappingType(fm.MappingType)
 	m := &Mapping{
 		Technique:       NormalizeTechniqueID(fm.Technique),
 		TechniqueName:   strings.TrimSpace(fm.TechniqueName),
@@ -374,7 +375,7 @@ func normalize(src *Source, fm FileMapping, t *Tables) *Mapping {
 	if len(m.Alerts) == 0 && len(m.Queries) == 0 && len(m.Events) == 0 {
 		m.Alerts, m.Queries, m.Events = ExtractFromComments(m.Comments)
 	}
-	return m
+	return m, known
 }
 
 // line is the identity of a framework across its releases. NIST revisions are

@@ -167,23 +167,7 @@ func TestDocumentsMatchMapping(t *testing.T) {
 	rep := build(t, scan(t, "testdata/rules"))
 	n := int64(3)
 	rep.Techniques[0].Alerts = &n
-	var mapping map[string]any
-	if err := json.Unmarshal([]byte(IndexMapping), &mapping); err != nil {
-		t.Fatal(err)
-	}
-	fields := map[string]string{}
-	var walk func(prefix string, props map[string]any)
-	walk = func(prefix string, props map[string]any) {
-		for k, v := range props {
-			m := v.(map[string]any)
-			if p, ok := m["properties"].(map[string]any); ok {
-				walk(prefix+k+".", p)
-				continue
-			}
-			fields[prefix+k] = m["type"].(string)
-		}
-	}
-	walk("", mapping["properties"].(map[string]any))
+	fields := mappedFields(t)
 	for _, d := range Documents(rep) {
 		b, _ := json.Marshal(d)
 		var doc map[string]any
