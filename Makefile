@@ -6,12 +6,18 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 ES_PORT ?= 9200
 export ELASTICSEARCH_URL ?= http://127.0.0.1:$(ES_PORT)
+# Other servers for trying enricher against (see README "Development")
+ES9_PORT           ?= 9210
+ES9_TRANSPORT_PORT ?= $(shell expr $(ES9_PORT) + 200)
+ES9_VERSION        ?= 9.5.4
+OS_PORT            ?= 9201
 
 PROTOC_GEN_GO_VERSION      ?= v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION ?= v1.5.1
 PROTO_BIN                  := $(CURDIR)/bin
 
-.PHONY: all build test unit integration vet es-up es-down demo bench proto clean
+.PHONY: all build test test-deps unit integration vet es-up es-down es9-up es9-down \
+	opensearch-up opensearch-down cluster-up cluster-down demo bench fuzz proto clean
 
 all: build
 
@@ -26,6 +32,25 @@ es-up:
 es-down:
 	ES_PORT=$(ES_PORT) scripts/es-down.sh
 
+## es9-up / es9-down: Elasticsearch $(ES9_VERSION) (Java 21+, found in /usr/lib/jvm) on 127.0.0.1:$(ES9_PORT)
+es9-up:
+	ES_PORT=$(ES9_PORT) ES_VERSION=$(ES9_VERSION) ES_TRANSPORT_PORT=$(ES9_TRANSPORT_PORT) scripts/es-up.sh
+es9-down:
+	ES_PORT=$(ES9_PORT) scripts/es-down.sh
+
+## opensearch-up / opensearch-down: a local single-node OpenSearch 2.19 on 127.0.0.1:$(OS_PORT)
+opensearch-up:
+	OS_PORT=$(OS_PORT) scripts/opensearch-up.sh
+opensearch-down:
+	OS_PORT=$(OS_PORT) scripts/opensearch-down.sh
+
+## cluster-up / cluster-down: a three-node Elasticsearch cluster on 127.0.0.1:9250-9252
+## (CLUSTER_PORTS / CLUSTER_BASE_PORT); one node: scripts/cluster-node.sh stop|kill|start N
+cluster-up:
+	scripts/cluster-up.sh
+cluster-down:
+	scripts/cluster-down.sh
+
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./...
@@ -34,10 +59,17 @@ vet:
 unit:
 	$(GO) test -race ./...
 
+## test-deps: prometheus/promtool (Debian) and sigma-cli (PyPI), installed when missing
+test-deps:
+	scripts/test-deps.sh
+
 ## test: everything — unit tests and integration tests against the real Elasticsearch
 ## (started if needed), Prometheus and promtool (installed from Debian if needed).
-test: build vet es-up
-	$(GO) test -race -tags integration -timeout 20m ./...
+# One package at a time (-p 1): the integration packages start plugin processes and
+# extra Elasticsearch nodes with timeouts of a few seconds, and on a two-core machine
+# running them side by side under -race starves them.
+test: build vet test-deps es-up
+	$(GO) test -race -tags integration -p 1 -timeout 30m ./...
 
 integration: test
 
@@ -51,6 +83,22 @@ bench: build es-up
 	$(GO) test -run '^$$' -bench 'BenchmarkEnrich$$' ./plugin/
 	$(GO) run ./rules/internal/loadbench
 	$(GO) run ./enrich/internal/bench -bin bin/enricher
+
+## fuzz: run each fuzz target for FUZZTIME (default 30s each); failing inputs land in
+## PACKAGE/testdata/fuzz/NAME/ as regression seeds. Add a target by appending package:FuzzName.
+FUZZTIME ?= 30s
+FUZZ_TARGETS ?= \
+	enrich/config:FuzzDecode \
+	rules/ctid:FuzzDecode \
+	rules:FuzzDecodeSource \
+	rules/coverage:FuzzParseTOML \
+	rules/coverage:FuzzParseYAML \
+	rules/coverage:FuzzParseExport \
+	rules/coverage:FuzzParse \
+	enrich:FuzzSplice \
+	enrich/elastic:FuzzParseBulk
+fuzz:
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh $(FUZZ_TARGETS)
 
 ## proto: regenerate plugin/pluginv1 from plugin/proto (offline: Debian protoc + pinned Go generators)
 proto:

@@ -8,9 +8,11 @@
 #
 # Environment (all optional):
 #   ES_VERSION        8.19.9
-#   ES_PORT           9200        HTTP port (transport picks a free 9300-9400 port)
+#   ES_PORT           9200        HTTP port
+#   ES_TRANSPORT_PORT (unset)     transport port; unset: the first free one in 9300-9400
 #   ES_JAVA_OPTS      -Xms512m -Xmx512m
-#   ES_JAVA_HOME      Java 17 from /usr/lib/jvm (the zip bundles no JDK)
+#   ES_JAVA_HOME      the oldest JDK in /usr/lib/jvm that the version runs on
+#                     (8.x: Java 17+, 9.x: Java 21+; the zip bundles no JDK)
 #   ES_SECURITY       false       true: security on, user elastic / $ES_PASSWORD (plain HTTP)
 #   ES_PASSWORD       changeme
 #   ES_START_TIMEOUT  120         seconds to wait for yellow health
@@ -28,7 +30,7 @@ ES_JAVA_OPTS=${ES_JAVA_OPTS:--Xms512m -Xmx512m}
 ES_SECURITY=${ES_SECURITY:-false}
 ES_PASSWORD=${ES_PASSWORD:-changeme}
 ES_START_TIMEOUT=${ES_START_TIMEOUT:-120}
-M2_REPO=${M2_REPO:-${HOME:-/tmp}/.m2/repository}
+ES_TRANSPORT_PORT=${ES_TRANSPORT_PORT:-}
 
 case $ES_SECURITY in
 true | 1 | yes) ES_SECURITY=true ;;
@@ -36,8 +38,10 @@ false | 0 | no | "") ES_SECURITY=false ;;
 *) die "ES_SECURITY must be true or false, got '$ES_SECURITY'" ;;
 esac
 [[ $ES_PORT =~ ^[0-9]+$ ]] || die "ES_PORT must be a number, got '$ES_PORT'"
+[[ -z $ES_TRANSPORT_PORT || $ES_TRANSPORT_PORT =~ ^[0-9]+$ ]] ||
+	die "ES_TRANSPORT_PORT must be a number, got '$ES_TRANSPORT_PORT'"
 
-need_cmd curl unzip
+need_cmd curl
 URL="http://127.0.0.1:${ES_PORT}"
 CURL_AUTH=()
 if [[ $ES_SECURITY == true ]]; then
@@ -97,160 +101,66 @@ if port_open "$ES_PORT"; then
 fi
 
 # ---- user (ES refuses to run as root) ----
-RUN_AS=()
-if is_root; then
-	if ! id -u "$ES_USER" >/dev/null 2>&1; then
-		log "creating system user $ES_USER"
-		useradd --system --user-group --no-create-home --home-dir /nonexistent \
-			--shell /usr/sbin/nologin "$ES_USER"
-	fi
-	need_cmd runuser
-	RUN_AS=(runuser -u "$ES_USER" --)
-fi
+setup_run_as "$ES_USER"
 
 BASE=$(es_base_dir)
 if [[ $BASE != "$ENRICHER_CACHE" && -z ${ES_CACHE:-} ]]; then
 	log "note: $ES_USER cannot reach $ENRICHER_CACHE; using $BASE instead"
 fi
-ES_HOME="$BASE/elasticsearch-$ES_VERSION"
 RUN_DIR=$(es_run_dir)
 mkdir -p "$BASE" "$RUN_DIR"
 chmod 755 "$BASE" 2>/dev/null || true
 
 # ---- Java ----
-if [[ -z ${ES_JAVA_HOME:-} ]]; then
-	for j in /usr/lib/jvm/java-17-openjdk-amd64 /usr/lib/jvm/java-17-openjdk-* /usr/lib/jvm/java-17-*; do
-		if [[ -x $j/bin/java ]]; then
-			ES_JAVA_HOME=$j
-			break
-		fi
-	done
-fi
-if [[ -z ${ES_JAVA_HOME:-} ]] && command -v java >/dev/null 2>&1; then
-	ES_JAVA_HOME=$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")
-fi
-[[ -n ${ES_JAVA_HOME:-} && -x ${ES_JAVA_HOME}/bin/java ]] ||
-	die "no Java found; set ES_JAVA_HOME (Elasticsearch 8 needs Java 17+)"
+pick_java ES_JAVA_HOME "$(es_java_min "$ES_VERSION")" "Elasticsearch $ES_VERSION"
 
 # ---- fetch + unpack (once, cached) ----
-ZIP="$M2_REPO/org/elasticsearch/distribution/integ-test-zip/elasticsearch/$ES_VERSION/elasticsearch-$ES_VERSION.zip"
-
-install_es() {
-	[[ -f $ES_HOME/.enricher-complete ]] && return 0
-	if [[ ! -s $ZIP ]]; then
-		need_cmd mvn
-		log "fetching elasticsearch $ES_VERSION integ-test-zip from Maven Central"
-		local mvn_log="$BASE/mvn-$ES_VERSION.log"
-		if ! mvn -q -B -Dstyle.color=never -Dmaven.repo.local="$M2_REPO" dependency:get \
-			-Dartifact="org.elasticsearch.distribution.integ-test-zip:elasticsearch:${ES_VERSION}:zip" \
-			-Dtransitive=false </dev/null >"$mvn_log" 2>&1; then
-			tail -n 40 "$mvn_log" >&2 || true
-			die "mvn dependency:get failed (full log: $mvn_log)"
-		fi
-		[[ -s $ZIP ]] || die "mvn succeeded but $ZIP is missing"
-	fi
-	log "unpacking $ZIP into $ES_HOME"
-	local tmp
-	tmp=$(mktemp -d "$BASE/.unpack.XXXXXX")
-	unzip -q "$ZIP" -d "$tmp" || {
-		rm -rf "$tmp"
-		die "unzip failed"
-	}
-	[[ -x $tmp/elasticsearch-$ES_VERSION/bin/elasticsearch ]] || {
-		rm -rf "$tmp"
-		die "unexpected zip layout"
-	}
-	rm -rf "$ES_HOME"
-	mv "$tmp/elasticsearch-$ES_VERSION" "$ES_HOME"
-	rmdir "$tmp"
-	# Readable by the unprivileged ES user; ES writes only to the run dir.
-	chmod -R a+rX,go-w "$ES_HOME"
-	touch "$ES_HOME/.enricher-complete"
-}
-with_lock "$BASE/.es-$ES_VERSION.lock" install_es
+ES_HOME=$(es_install "$BASE")
 if ((${#RUN_AS[@]})) && ! "${RUN_AS[@]}" test -x "$ES_HOME/bin/elasticsearch"; then
 	die "user $ES_USER cannot reach $ES_HOME; pick another ES_CACHE"
 fi
+if [[ -n $ES_TRANSPORT_PORT ]] && port_open "$ES_TRANSPORT_PORT"; then
+	die "transport port $ES_TRANSPORT_PORT is already in use"
+fi
 
 # ---- per-port run dir: config, data, logs, tmp ----
-CONF="$RUN_DIR/config"
-DATA="$RUN_DIR/data"
-LOGS="$RUN_DIR/logs"
-TMPD="$RUN_DIR/tmp"
-PIDFILE="$RUN_DIR/es.pid"
-CLI_LOG="$LOGS/cli.log"
-
-if pid=$(pid_alive "$PIDFILE"); then
-	die "pid $pid from $PIDFILE is alive but nothing answers on $URL; run es-down.sh first"
+if pid=$(pid_alive "$RUN_DIR/es.pid"); then
+	die "pid $pid from $RUN_DIR/es.pid is alive but nothing answers on $URL; run es-down.sh first"
 fi
-rm -f "$PIDFILE"
+rm -f "$RUN_DIR/es.pid"
+es_prepare_node "$ES_HOME" "$RUN_DIR" # sets CONF DATA LOGS TMPD PIDFILE CLI_LOG
 
-if [[ -f $RUN_DIR/version && $(<"$RUN_DIR/version") != "$ES_VERSION" && -d $DATA ]]; then
-	log "warning: $DATA was written by Elasticsearch $(<"$RUN_DIR/version"); if startup fails, run es-down.sh --wipe"
-fi
-
-mkdir -p "$CONF" "$DATA" "$LOGS" "$TMPD"
-# Stock config (jvm.options, log4j2, users, roles.yml, ...) is copied once per
-# version, so file-realm users/roles added to $CONF survive restarts.
-# elasticsearch.yml is regenerated below on every start.
-if [[ ! -f $RUN_DIR/version || $(<"$RUN_DIR/version") != "$ES_VERSION" ]]; then
-	cp -Rf "$ES_HOME/config/." "$CONF/"
-else
-	# (not "cp -n": its exit status differs between coreutils versions)
-	while IFS= read -r -d '' f; do
-		if [[ ! -e $CONF/$f ]]; then
-			mkdir -p "$(dirname "$CONF/$f")"
-			cp -f "$ES_HOME/config/$f" "$CONF/$f"
-		fi
-	done < <(cd "$ES_HOME/config" && find . -type f -print0)
-fi
-
-# Only settings that exist in this build: the integ-test zip ships just the
-# transport-netty4, x-pack-core, x-pack-security and apm modules, and unknown
-# settings make Elasticsearch refuse to start.
 {
 	echo "# generated by scripts/es-up.sh; edits are overwritten"
 	echo "cluster.name: enricher"
 	echo "node.name: es-$ES_PORT"
-	echo "network.host: 127.0.0.1"
 	echo "http.port: $ES_PORT"
-	echo "discovery.type: single-node"
-	echo "path.data: $DATA"
-	echo "path.logs: $LOGS"
-	echo "cluster.routing.allocation.disk.threshold_enabled: false"
-	echo "action.destructive_requires_name: false"
-	if [[ -d $ES_HOME/modules/ingest-geoip ]]; then
-		echo "ingest.geoip.downloader.enabled: false"
+	if [[ -n $ES_TRANSPORT_PORT ]]; then
+		echo "transport.port: $ES_TRANSPORT_PORT"
 	fi
+	echo "discovery.type: single-node"
+	es_common_settings "$ES_HOME"
 	echo "xpack.security.enabled: $ES_SECURITY"
 	if [[ $ES_SECURITY == true ]]; then
 		echo "xpack.security.http.ssl.enabled: false"
 		echo "xpack.security.transport.ssl.enabled: false"
 	fi
 } >"$CONF/elasticsearch.yml"
-echo "$ES_VERSION" >"$RUN_DIR/version"
 : >"$CLI_LOG"
 
 if ((${#RUN_AS[@]})); then
 	chown -R "$ES_USER:$ES_USER" "$RUN_DIR"
 fi
 
-es_env=(
-	env -u JAVA_HOME
-	"ES_HOME=$ES_HOME"
-	"ES_PATH_CONF=$CONF"
-	"ES_JAVA_HOME=$ES_JAVA_HOME"
-	"ES_JAVA_OPTS=$ES_JAVA_OPTS"
-	"ES_TMPDIR=$TMPD"
-)
+es_node_env "$ES_HOME" "$ES_JAVA_HOME" "$ES_JAVA_OPTS" # sets ES_ENV
 
 if [[ $ES_SECURITY == true ]]; then
 	log "setting bootstrap password for user elastic"
 	if [[ ! -f $CONF/elasticsearch.keystore ]]; then
-		"${RUN_AS[@]}" "${es_env[@]}" "$ES_HOME/bin/elasticsearch-keystore" create </dev/null >>"$CLI_LOG" 2>&1 ||
+		"${RUN_AS[@]}" "${ES_ENV[@]}" "$ES_HOME/bin/elasticsearch-keystore" create </dev/null >>"$CLI_LOG" 2>&1 ||
 			die "elasticsearch-keystore create failed: $(tail -n 20 "$CLI_LOG")"
 	fi
-	printf '%s' "$ES_PASSWORD" | "${RUN_AS[@]}" "${es_env[@]}" \
+	printf '%s' "$ES_PASSWORD" | "${RUN_AS[@]}" "${ES_ENV[@]}" \
 		"$ES_HOME/bin/elasticsearch-keystore" add --force --stdin bootstrap.password >>"$CLI_LOG" 2>&1 ||
 		die "elasticsearch-keystore add failed: $(tail -n 20 "$CLI_LOG")"
 fi
@@ -264,26 +174,11 @@ stop_started() {
 	rm -f "$PIDFILE"
 }
 
-show_logs() {
-	log "---- $CLI_LOG ----"
-	tail -n 40 "$CLI_LOG" >&2 || true
-	local f
-	for f in "$LOGS"/enricher.log "$LOGS"/enricher_server.json; do
-		[[ -f $f ]] || continue
-		log "---- $f (tail) ----"
-		tail -n 60 "$f" >&2 || true
-		break
-	done
-}
+show_logs() { show_server_logs "$CLI_LOG" "$LOGS" enricher; }
 
-log "starting Elasticsearch $ES_VERSION on $URL (home $ES_HOME, run dir $RUN_DIR)"
+log "starting Elasticsearch $ES_VERSION on $URL (home $ES_HOME, Java $(java_major "$ES_JAVA_HOME"), run dir $RUN_DIR)"
 start=$(now_s)
-# -d daemonizes once the node has started; -p writes the server's pid.
-if ! (
-	close_extra_fds
-	exec timeout --kill-after=10 "$ES_START_TIMEOUT" \
-		"${RUN_AS[@]}" "${es_env[@]}" "$ES_HOME/bin/elasticsearch" -d -p "$PIDFILE" </dev/null >>"$CLI_LOG" 2>&1
-); then
+if ! es_launch "$ES_HOME" "$ES_START_TIMEOUT"; then
 	show_logs
 	stop_started
 	die "bin/elasticsearch failed to start (or took over ${ES_START_TIMEOUT}s)"
@@ -291,9 +186,13 @@ fi
 
 left=$((ES_START_TIMEOUT - ($(now_s) - start)))
 ((left >= 10)) || left=10
-if ! wait_http "$URL/_cluster/health?wait_for_status=yellow&timeout=5s" "$left" "${CURL_AUTH[@]}"; then
+rc=0
+wait_ready "$URL/_cluster/health?wait_for_status=yellow&timeout=5s" "$left" \
+	"$(pid_alive "$PIDFILE" || true)" "${CURL_AUTH[@]}" || rc=$?
+if ((rc != 0)); then
 	show_logs
 	stop_started
+	((rc == 2)) && die "Elasticsearch exited before reaching yellow"
 	die "Elasticsearch did not reach yellow within ${ES_START_TIMEOUT}s"
 fi
 es_probe

@@ -36,64 +36,8 @@ RUN_DIR="$ENRICHER_CACHE/run/prom-$PROM_PORT"
 PIDFILE="$RUN_DIR/prometheus.pid"
 LOGFILE="$RUN_DIR/prometheus.log"
 
-# ---- install (Debian package) ----
-# The package's postinst would start its own prometheus on :9090 through
-# invoke-rc.d; a policy-rc.d that answers 101 forbids that. Anything the
-# package started anyway is stopped afterwards.
-# stop_package_prometheus: stop the Debian service's daemon (runs as user
-# "prometheus", listens on :9090) if the postinst or an init script started it.
-# Returns 1 when there was none.
-stop_package_prometheus() {
-	local pid found=1
-	for pid in $(pgrep -u prometheus -x prometheus 2>/dev/null || true); do
-		log "stopping prometheus pid $pid started by the Debian package"
-		stop_pid "$pid" "package prometheus" 15
-		found=0
-	done
-	return "$found"
-}
-
-install_prometheus() {
-	command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 && return 0
-	is_root || die "prometheus/promtool not installed; run as root or: apt-get install prometheus"
-	need_cmd apt-get apt-cache
-	export DEBIAN_FRONTEND=noninteractive
-	local policy=/usr/sbin/policy-rc.d rc=0
-	if [[ ! -e $policy ]]; then
-		printf '#!/bin/sh\n# temporary, from enricher scripts/prom-up.sh\nexit 101\n' >"$policy"
-		chmod 755 "$policy"
-		# install_prometheus runs in with_lock's subshell, so this trap is local.
-		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-	fi
-	local apt_log="$ENRICHER_CACHE/apt-prometheus.log" cand
-	mkdir -p "$ENRICHER_CACHE"
-	: >"$apt_log"
-	# (no "apt-cache ... | grep -q": with pipefail, SIGPIPE would fail it)
-	cand=$(apt-cache policy prometheus 2>/dev/null || true)
-	if [[ $cand != *"Candidate: "[0-9]* ]]; then
-		log "apt-get update"
-		apt-get update -qq >>"$apt_log" 2>&1 || rc=$?
-	fi
-	if ((rc == 0)); then
-		log "apt-get install prometheus (log: $apt_log)"
-		if ! apt-get install -y -qq --no-install-recommends prometheus </dev/null >>"$apt_log" 2>&1; then
-			log "install failed; retrying after apt-get update"
-			rc=0
-			apt-get update -qq >>"$apt_log" 2>&1 || rc=$?
-			if ((rc == 0)); then
-				apt-get install -y -qq --no-install-recommends prometheus </dev/null >>"$apt_log" 2>&1 || rc=$?
-			fi
-		fi
-	fi
-	if ((rc != 0)); then
-		tail -n 30 "$apt_log" >&2 || true
-		die "installing prometheus failed (full log: $apt_log)"
-	fi
-	stop_package_prometheus || true
-	command -v promtool >/dev/null 2>&1 || die "promtool missing after installing prometheus"
-	log "installed prometheus $(dpkg-query -W -f='${Version}' prometheus 2>/dev/null || echo '?')"
-}
-with_lock "$ENRICHER_CACHE/.prom-install.lock" install_prometheus
+# ---- install (Debian package; see lib.sh) ----
+ensure_prometheus
 
 # ---- config ----
 mkdir -p "$RUN_DIR"
