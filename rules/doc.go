@@ -9,7 +9,11 @@
 //
 // Costs: loading is done once at start (all shared CTID files, ~17 MB of JSON, load in well
 // under a second); lookups are map reads with no allocation. A Ruleset is immutable after
-// Load and safe for concurrent use.
+// Load and safe for concurrent use. CTID JSON is decoded a row at a time, so memory follows
+// the mappings kept, not the file; rules YAML is decoded whole (about 25 times its size).
+// Every input is bounded: MaxSourceBytes, MaxYAMLBytes, MaxTableBytes, MaxYAMLKeys,
+// MaxYAMLNesting, and ctid.MaxDepth, MaxRowBytes, MaxMetadataBytes; only regular files are
+// opened (a named pipe is refused, not waited on). Import writes all of a run's files or none.
 //
 // Caveat: normalization (control IDs, mapping types, capability aliases, alert IDs pulled out
 // of free-text comments) happens at load time, so every consumer sees one canonical form.

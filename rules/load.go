@@ -2,6 +2,7 @@ package rules
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/enricher-dev/enricher/rules/internal/safeio"
 )
 
 // ErrInvalid is wrapped by every error about bad rule content.
@@ -65,13 +68,16 @@ func isTableFile(name string) bool {
 // name is used in errors.
 func DecodeFile(name string, data []byte) (*File, error) {
 	var f File
+	if err := checkYAML(data); err != nil {
+		return nil, &ContentError{File: name, Err: err}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, &ContentError{File: name, Err: errors.New("empty file")}
 		}
-		return nil, &ContentError{File: name, Err: err}
+		return nil, &ContentError{File: name, Err: yamlError(err)}
 	}
 	if err := f.Validate(name); err != nil {
 		return nil, err
@@ -135,17 +141,30 @@ func (t *Tables) read(fsys fs.FS) error {
 		name string
 		v    any
 	}{{AliasesFile, &aliases}, {RevokedFile, &revoked}, {MappingTypesFile, &types}} {
-		data, err := fs.ReadFile(fsys, f.name)
+		info, err := fs.Stat(fsys, f.name)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("read %s: %w", f.name, err)
 		}
+		if !info.Mode().IsRegular() {
+			return &ContentError{File: f.name, Err: fmt.Errorf("not a regular file (%s)", safeio.ModeName(info.Mode()))}
+		}
+		if info.Size() > MaxTableBytes {
+			return &ContentError{File: f.name, Err: fmt.Errorf("larger than the %s limit of a table file", safeio.Size(MaxTableBytes))}
+		}
+		data, err := fs.ReadFile(fsys, f.name)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", f.name, err)
+		}
+		if err := checkYAML(data); err != nil {
+			return &ContentError{File: f.name, Err: err}
+		}
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
 		if err := dec.Decode(f.v); err != nil && !errors.Is(err, io.EOF) {
-			return &ContentError{File: f.name, Err: err}
+			return &ContentError{File: f.name, Err: yamlError(err)}
 		}
 	}
 	for i, a := range aliases.Aliases {
@@ -181,6 +200,13 @@ func (t *Tables) read(fsys fs.FS) error {
 // the table files) and *.json in the CTID unified format. Files are read in name order;
 // the first bad file stops the load with an error naming it.
 func ReadDir(fsys fs.FS) ([]*File, error) {
+	return ReadDirContext(context.Background(), fsys)
+}
+
+// ReadDirContext is ReadDir checking ctx between files. A mapping file that is not a regular
+// file (a named pipe, a link to a folder) is an error naming it; YAML files are bounded by
+// MaxYAMLBytes and JSON files by MaxSourceBytes.
+func ReadDirContext(ctx context.Context, fsys fs.FS) ([]*File, error) {
 	var names []string
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -190,6 +216,9 @@ func ReadDir(fsys fs.FS) ([]*File, error) {
 			return nil
 		}
 		if ext := path.Ext(p); ext == ".yaml" || ext == ".yml" || ext == ".json" {
+			if err := checkRegular(fsys, p, d.Type()); err != nil {
+				return err
+			}
 			names = append(names, p)
 		}
 		return nil
@@ -200,17 +229,38 @@ func ReadDir(fsys fs.FS) ([]*File, error) {
 	sort.Strings(names)
 	files := make([]*File, 0, len(names))
 	for _, n := range names {
-		data, err := fs.ReadFile(fsys, n)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		r, err := fsys.Open(n)
 		if err != nil {
 			return nil, err
 		}
-		f, err := DecodeSource(n, data)
+		f, err := DecodeSourceReader(ctx, n, safeio.LimitReader(n, r, MaxSourceBytes))
+		r.Close()
 		if err != nil {
 			return nil, err
 		}
 		files = append(files, f)
 	}
 	return files, nil
+}
+
+// checkRegular fails unless name (of type mode, as a directory entry says) is a regular
+// file or a link to one. It looks before anything opens the file, so that a named pipe
+// cannot block the load.
+func checkRegular(fsys fs.FS, name string, mode fs.FileMode) error {
+	if mode&fs.ModeSymlink != 0 {
+		info, err := fs.Stat(fsys, name)
+		if err != nil {
+			return err
+		}
+		mode = info.Mode()
+	}
+	if !mode.IsRegular() {
+		return &ContentError{File: name, Err: fmt.Errorf("not a regular file (%s)", safeio.ModeName(mode))}
+	}
+	return nil
 }
 
 // BuiltinVersion labels the built-in content; bump it whenever builtin/ changes.

@@ -1,10 +1,12 @@
 package rules
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,7 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/enricher-dev/enricher/rules/internal/safeio"
 )
 
 // LoadConfig says where the daemon's mappings come from.
@@ -40,8 +42,19 @@ type LoadConfig struct {
 // DefaultFetchTimeout bounds one URL fetch.
 const DefaultFetchTimeout = 2 * time.Minute
 
-// MaxSourceBytes bounds the size of one source (the largest CTID file is ~2 MB).
-const MaxSourceBytes = 256 << 20
+// Limits on rule content, so that a hostile or broken file is refused with an error naming
+// it before it costs much memory or time.
+const (
+	// MaxSourceBytes bounds one CTID JSON source, file or URL (the largest published file is
+	// ~2 MB). CTID JSON is decoded one row at a time, so memory does not grow with it while
+	// it is read; the ruleset built from it does.
+	MaxSourceBytes = 64 << 20
+	// MaxYAMLBytes bounds one rules YAML file (the largest import of a published file is
+	// ~1.1 MB). YAML is decoded whole, needing about 25 times its size in memory.
+	MaxYAMLBytes = 4 << 20
+	// MaxTableBytes bounds aliases.yaml, revoked.yaml and mapping_types.yaml.
+	MaxTableBytes = 1 << 20
+)
 
 // Load returns the ruleset the daemon uses: the built-in one when Dir and Sources are
 // empty, else Dir's files plus the sources, normalized and merged together.
@@ -57,19 +70,24 @@ func Load(ctx context.Context, cfg LoadConfig) (*Ruleset, error) {
 	return Build(files, tables, opts)
 }
 
-// LoadFiles reads Dir's files and tables and then every source, in order.
+// LoadFiles reads Dir's files and tables and then every source, in order. It checks ctx
+// between files, and CTID JSON decoding checks it every 256 rows.
 func LoadFiles(ctx context.Context, cfg LoadConfig) ([]*File, *Tables, error) {
 	var files []*File
 	var tables *Tables
 	var err error
 	if cfg.Dir != "" {
 		if st, err := os.Stat(cfg.Dir); err != nil {
-			return nil, nil, err
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return nil, nil, fmt.Errorf("rules folder %s: %w", cfg.Dir, err)
 		} else if !st.IsDir() {
-			return nil, nil, fmt.Errorf("%s: not a directory", cfg.Dir)
+			return nil, nil, fmt.Errorf("rules folder %s: not a folder", cfg.Dir)
 		}
 		fsys := os.DirFS(cfg.Dir)
-		if files, err = ReadDir(fsys); err != nil {
+		if files, err = ReadDirContext(ctx, fsys); err != nil {
 			return nil, nil, prefixPath(cfg.Dir, err)
 		}
 		for _, f := range files {
@@ -96,7 +114,9 @@ func LoadFiles(ctx context.Context, cfg LoadConfig) ([]*File, *Tables, error) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				loaded[i], errs[i] = LoadSource(ctx, cfg.HTTPClient, cfg.FetchTimeout, cfg.Sources[i])
+				if errs[i] = ctx.Err(); errs[i] == nil {
+					loaded[i], errs[i] = LoadSource(ctx, cfg.HTTPClient, cfg.FetchTimeout, cfg.Sources[i])
+				}
 				if cfg.Progress != nil {
 					mu.Lock()
 					cfg.Progress(done, len(cfg.Sources), cfg.Sources[i])
@@ -106,11 +126,19 @@ func LoadFiles(ctx context.Context, cfg LoadConfig) ([]*File, *Tables, error) {
 			}
 		}()
 	}
+feed:
 	for i := range cfg.Sources {
-		next <- i
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
 	}
 	close(next)
 	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
 	for i, err := range errs {
 		if err != nil {
 			return nil, nil, err
@@ -135,11 +163,12 @@ func prefixPath(dir string, err error) error {
 
 // LoadSource reads and decodes one source (a path or an http(s) URL).
 func LoadSource(ctx context.Context, client *http.Client, timeout time.Duration, src string) (*File, error) {
-	data, err := ReadSource(ctx, client, timeout, src)
+	rc, err := OpenSource(ctx, client, timeout, src)
 	if err != nil {
 		return nil, err
 	}
-	return DecodeSource(src, data)
+	defer rc.Close()
+	return DecodeSourceReader(ctx, src, rc)
 }
 
 // IsURL reports whether a source is an http(s) URL.
@@ -147,14 +176,34 @@ func IsURL(src string) bool {
 	return strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://")
 }
 
-// ReadSource returns the bytes of a path or an http(s) URL. URL fetches honour ctx and
-// are bounded by timeout (DefaultFetchTimeout when zero) and MaxSourceBytes.
+// ReadSource returns the bytes of a path or an http(s) URL; see OpenSource.
 func ReadSource(ctx context.Context, client *http.Client, timeout time.Duration, src string) ([]byte, error) {
+	rc, err := OpenSource(ctx, client, timeout, src)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return safeio.ReadAll(src, rc, MaxSourceBytes, 0)
+}
+
+// OpenSource opens a path or an http(s) URL for reading; the caller closes it. A path must
+// be a regular file (a folder or a named pipe is refused with an error naming it). URL
+// fetches honour ctx and are bounded by timeout (DefaultFetchTimeout when zero), which runs
+// until Close. Reading more than MaxSourceBytes fails with an error naming the source.
+func OpenSource(ctx context.Context, client *http.Client, timeout time.Duration, src string) (io.ReadCloser, error) {
 	if strings.Contains(src, "://") && !IsURL(src) {
 		return nil, fmt.Errorf("%s: unsupported URL scheme (want http or https)", src)
 	}
 	if !IsURL(src) {
-		return os.ReadFile(src)
+		f, info, err := safeio.Open(src)
+		if err != nil {
+			return nil, err
+		}
+		if info.Size() > MaxSourceBytes {
+			f.Close()
+			return nil, safeio.TooLargeError(src, info.Size(), MaxSourceBytes)
+		}
+		return readCloser{safeio.LimitReader(src, f, MaxSourceBytes), f.Close}, nil
 	}
 	if client == nil {
 		client = http.DefaultClient
@@ -163,38 +212,58 @@ func ReadSource(ctx context.Context, client *http.Client, timeout time.Duration,
 		timeout = DefaultFetchTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("%s: %w", src, err)
 	}
 	req.Header.Set("Accept", "application/json, application/yaml;q=0.9, */*;q=0.5")
 	resp, err := client.Do(req)
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("fetch %s: %w", src, err)
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		cancel()
 		return nil, fmt.Errorf("fetch %s: %s", src, resp.Status)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxSourceBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", src, err)
+	if resp.ContentLength > MaxSourceBytes {
+		resp.Body.Close()
+		cancel()
+		return nil, fmt.Errorf("fetch %w", safeio.TooLargeError(src, resp.ContentLength, MaxSourceBytes))
 	}
-	if len(data) > MaxSourceBytes {
-		return nil, fmt.Errorf("fetch %s: larger than %d bytes", src, MaxSourceBytes)
-	}
-	return data, nil
+	return readCloser{safeio.LimitReader(src, resp.Body, MaxSourceBytes), func() error {
+		err := resp.Body.Close()
+		cancel()
+		return err
+	}}, nil
 }
+
+type readCloser struct {
+	io.Reader
+	close func() error
+}
+
+func (r readCloser) Close() error { return r.close() }
 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
+// maxNamePart bounds each part of a file name FileName makes, so that a hostile framework
+// name cannot make it longer than a file system allows.
+const maxNamePart = 64
+
 // FileName is the name `enricher rules import` gives a release's YAML file:
-// FRAMEWORK-VERSION_attack-ATTACK-DOMAIN.yaml, with '/' in dates turned into '.'.
+// FRAMEWORK-VERSION_attack-ATTACK-DOMAIN.yaml, with '/' in dates turned into '.'. Each part
+// is cut to 64 bytes.
 func FileName(s *Source) string {
 	clean := func(v string) string {
 		v = strings.ReplaceAll(v, "/", ".")
-		return strings.Trim(unsafeName.ReplaceAllString(v, "_"), "_")
+		v = strings.Trim(unsafeName.ReplaceAllString(v, "_"), "_")
+		if len(v) > maxNamePart {
+			v = v[:maxNamePart]
+		}
+		return v
 	}
 	name := clean(s.Framework) + "-" + clean(s.FrameworkVersion) + "_attack-" + clean(s.AttackVersion)
 	if s.Domain != "" {
@@ -203,24 +272,36 @@ func FileName(s *Source) string {
 	return name + ".yaml"
 }
 
-// WriteFile writes a release in the rules YAML format into dir and returns the path.
+// WriteFile writes a release in the rules YAML format into dir and returns the path. The
+// file is written under a temporary name and renamed into place.
 func WriteFile(dir string, f *File) (string, error) {
 	p := filepath.Join(dir, FileName(&f.Source))
-	var b strings.Builder
-	fmt.Fprintf(&b, "# %s %s mappings to ATT&CK %s (%s), imported by `enricher rules import`.\n",
-		f.Source.Framework, f.Source.FrameworkVersion, f.Source.AttackVersion, f.Source.Domain)
-	fmt.Fprintf(&b, "# Values are as published; enricher normalizes them when it loads this file.\n")
-	enc := yaml.NewEncoder(&b)
-	enc.SetIndent(2)
-	if err := enc.Encode(f); err != nil {
+	tmp, err := os.CreateTemp(dir, ".write-*.yaml")
+	if err != nil {
 		return "", err
 	}
-	if err := enc.Close(); err != nil {
+	defer os.Remove(tmp.Name())
+	w := bufio.NewWriter(tmp)
+	err = writeHeader(w, &f.Source, len(f.Mappings))
+	if err == nil {
+		enc := newMappingEncoder(w, -1)
+		for i := range f.Mappings {
+			if err = enc.encode(&f.Mappings[i]); err != nil {
+				break
+			}
+		}
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	if err == nil {
+		err = tmp.Chmod(0o644)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return "", err
 	}
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
-		return "", err
-	}
-	return p, os.Rename(tmp, p)
+	return p, os.Rename(tmp.Name(), p)
 }

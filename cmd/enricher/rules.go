@@ -139,29 +139,20 @@ func rulesImport(ctx context.Context, e env, args []string) error {
 	if fs.NArg() == 0 {
 		return usagef("no SOURCE given (a CTID JSON file path or http(s) URL)")
 	}
-	if err := os.MkdirAll(*out, 0o755); err != nil {
-		return err
+	res, err := rules.Import(ctx, rules.ImportConfig{Out: *out, Sources: fs.Args(), Progress: progress(e, "importing")})
+	if err != nil {
+		var ce *rules.ContentError
+		if errors.As(err, &ce) {
+			return fmt.Errorf("invalid content: %w; nothing was written", err)
+		}
+		return fmt.Errorf("%w; nothing was written", err)
 	}
-	prog := progress(e, "importing")
-	for i, src := range fs.Args() {
-		if prog != nil {
-			prog(i, fs.NArg(), src)
+	for _, r := range res {
+		if r.SameAs != "" {
+			fmt.Fprintf(e.stdout, "%s: %s: same release and content as %s, written once\n", r.Path, r.Release.Label(), r.SameAs)
+			continue
 		}
-		f, err := rules.LoadSource(ctx, nil, 0, src)
-		if err != nil {
-			return err
-		}
-		p, err := rules.WriteFile(*out, f)
-		if err != nil {
-			return err
-		}
-		if prog != nil {
-			fmt.Fprint(e.stderr, "\r\033[K") // clear the progress line before the result line
-		}
-		fmt.Fprintf(e.stdout, "%s: %s: %d mappings, skipped %s\n", p, f.Source.Label(), len(f.Mappings), skippedText(f.Source.Skipped))
-	}
-	if prog != nil {
-		prog(fs.NArg(), fs.NArg(), "")
+		fmt.Fprintf(e.stdout, "%s: %s: %d mappings, skipped %s\n", r.Path, r.Release.Label(), r.Mappings, skippedText(r.Release.Skipped))
 	}
 	return nil
 }

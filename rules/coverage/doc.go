@@ -11,8 +11,13 @@
 // Markdown, JSON, CSV or an ATT&CK Navigator 4.5 layer.
 //
 // Costs: parsing is CPU-bound TOML/YAML decoding; on one core a few thousand rule files take
-// about a second, and the pool scales with GOMAXPROCS (see BenchmarkScan). Every file is read
-// whole into memory, so a single multi-gigabyte NDJSON export is read at once.
+// about a second, and the pool scales with GOMAXPROCS (see BenchmarkScan). TOML and YAML
+// files are read whole, up to MaxRuleFileBytes; a Kibana export is read a line at a time.
+// The TOML decoder's memory grows with the square of key depth, so TOML is pre-scanned for
+// MaxTOMLDepth and MaxTOMLValues before decoding; YAML is checked for MaxYAMLNodes,
+// MaxYAMLKeys and MaxNesting between parsing and decoding; and the bytes being decoded at
+// once by all workers are bounded, so memory does not grow with the number of CPUs. A file
+// over a limit is reported as unreadable with the limit; ctx is checked between files.
 //
 // Caveats: counts are per technique ID as the rule names it. A rule naming both T1021 and
 // T1021.002 counts once for each; a rule naming only T1021 is not counted for T1021.002 (it

@@ -1,6 +1,8 @@
 package coverage
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/enricher-dev/enricher/rules/internal/safeio"
 )
 
 // ScanOptions tune Scan.
@@ -21,7 +25,8 @@ type ScanOptions struct {
 	// Progress, when set, is called after each file with the number of files done and the
 	// total. It is called from several goroutines at once and must be cheap.
 	Progress func(done, total int)
-	// MaxFileSize skips larger files (default 256 MiB).
+	// MaxFileSize skips larger files (default MaxExportBytes). TOML and YAML files are
+	// further bounded by MaxRuleFileBytes.
 	MaxFileSize int64
 }
 
@@ -41,7 +46,10 @@ type ScanResult struct {
 
 // ListFiles returns the files under paths, each a file or a folder walked recursively,
 // in a stable order. Hidden files and folders (.git) inside a folder are left out; a
-// path named explicitly is always included.
+// path named explicitly is always included. A path that is a link to a folder is walked;
+// links inside a folder are listed as they are and not followed into folders (Scan reports
+// a link to a folder, a named pipe or a device as skipped). A path named explicitly that is
+// neither a regular file nor a folder is an error naming it.
 func ListFiles(paths []string) ([]string, error) {
 	var files []string
 	seen := map[string]bool{}
@@ -51,23 +59,32 @@ func ListFiles(paths []string) ([]string, error) {
 			return nil, err
 		}
 		if !info.IsDir() {
+			if !info.Mode().IsRegular() {
+				return nil, fmt.Errorf("%s: not a rule file or folder (%s)", root, safeio.ModeName(info.Mode()))
+			}
 			if !seen[root] {
 				seen[root] = true
 				files = append(files, root)
 			}
 			continue
 		}
-		err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		walkRoot := root
+		if l, err := os.Lstat(root); err == nil && l.Mode()&fs.ModeSymlink != 0 {
+			// WalkDir does not follow a root that is a link; with a trailing separator the
+			// system resolves it, and the paths below still start with root.
+			walkRoot = root + string(filepath.Separator)
+		}
+		err = filepath.WalkDir(walkRoot, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
-			if p != root && strings.HasPrefix(d.Name(), ".") {
+			if p != walkRoot && strings.HasPrefix(d.Name(), ".") {
 				if d.IsDir() {
 					return filepath.SkipDir
 				}
 				return nil
 			}
-			if d.Type().IsRegular() && !seen[p] {
+			if !d.IsDir() && !seen[p] {
 				seen[p] = true
 				files = append(files, p)
 			}
@@ -106,7 +123,7 @@ func ScanFiles(ctx context.Context, files []string, opts ScanOptions) (*ScanResu
 	workers = min(workers, max(len(files), 1))
 	maxSize := opts.MaxFileSize
 	if maxSize <= 0 {
-		maxSize = 256 << 20
+		maxSize = MaxExportBytes
 	}
 	results := make([]fileResult, len(files))
 	next := make(chan int)
@@ -117,7 +134,10 @@ func ScanFiles(ctx context.Context, files []string, opts ScanOptions) (*ScanResu
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				results[i] = parseOne(files[i], maxSize)
+				if ctx.Err() != nil {
+					continue
+				}
+				results[i] = parseOne(ctx, files[i], maxSize)
 				n := done.Add(1)
 				if opts.Progress != nil {
 					opts.Progress(int(n), len(files))
@@ -137,6 +157,9 @@ feed:
 	}
 	close(next)
 	wg.Wait()
+	if cerr == nil {
+		cerr = ctx.Err()
+	}
 	if cerr != nil {
 		return nil, cerr
 	}
@@ -155,24 +178,74 @@ feed:
 	return res, nil
 }
 
-func parseOne(path string, maxSize int64) fileResult {
+// parseOne reads and parses one file. It opens only regular files (without blocking on a
+// named pipe), and reads a TOML or YAML file whole only up to MaxRuleFileBytes; a Kibana
+// export larger than that is read a line at a time.
+func parseOne(ctx context.Context, path string, maxSize int64) fileResult {
+	fail := func(err error) fileResult { return fileResult{err: &Issue{Path: path, Reason: err.Error()}} }
+	skip := func(reason string) fileResult { return fileResult{skipped: &Issue{Path: path, Reason: reason}} }
 	info, err := os.Stat(path)
 	if err != nil {
-		return fileResult{err: &Issue{Path: path, Reason: err.Error()}}
+		return fail(err)
 	}
-	if info.Size() > maxSize {
-		return fileResult{skipped: &Issue{Path: path, Reason: fmt.Sprintf("larger than %d bytes", maxSize)}}
+	if info.IsDir() {
+		return skip("a link to a folder (not followed)")
 	}
-	data, err := os.ReadFile(path)
+	if !info.Mode().IsRegular() {
+		return skip("not a regular file (" + safeio.ModeName(info.Mode()) + ")")
+	}
+	f, info, err := safeio.Open(path)
+	if errors.Is(err, safeio.ErrNotRegular) {
+		return skip("not a regular file")
+	}
 	if err != nil {
-		return fileResult{err: &Issue{Path: path, Reason: err.Error()}}
+		return fail(err)
 	}
-	rs, warnings, err := Parse(path, data)
+	defer f.Close()
+	if info.Size() > maxSize {
+		return skip(fmt.Sprintf("larger than %d bytes", maxSize))
+	}
+	r := safeio.LimitReader(path, f, maxSize)
+	var rs []Rule
+	var warnings []Issue
+	if info.Size() > MaxRuleFileBytes {
+		br := bufio.NewReaderSize(r, 64<<10)
+		head, _ := br.Peek(8000)
+		if syn := sniff(head); syn == syntaxJSON && bytes.IndexByte(head, 0) < 0 {
+			out, issues, bad, nonEmpty, err := readExport(ctx, path, br)
+			if err != nil {
+				return fail(err)
+			}
+			if bad == nonEmpty && bad > 0 {
+				return fail(fmt.Errorf("no line is a JSON object, and JSON that is not one object a line is read only up to %d bytes: %s",
+					MaxRuleFileBytes, issues[0].Reason))
+			}
+			rs, warnings, err = exportResult(out, issues)
+			if err != nil {
+				if errors.Is(err, ErrNotRule) {
+					return skip(err.Error())
+				}
+				return fail(err)
+			}
+			return fileResult{rules: rs, warnings: warnings}
+		} else if syn == syntaxTOML || syn == syntaxYAML {
+			if !hasRuleMarker(syn, head) {
+				return skip(fmt.Sprintf("%s: larger than %d bytes, with no rule keys in its first 8000", ErrNotRule, MaxRuleFileBytes))
+			}
+			return fail(fmt.Errorf("larger than the %d-byte limit of a TOML or YAML rule file", MaxRuleFileBytes))
+		}
+		r = br
+	}
+	data, err := safeio.ReadAll(path, r, maxSize, info.Size())
+	if err != nil {
+		return fail(err)
+	}
+	rs, warnings, err = parse(ctx, path, data)
 	switch {
 	case errors.Is(err, ErrNotRule):
-		return fileResult{skipped: &Issue{Path: path, Reason: err.Error()}}
+		return skip(err.Error())
 	case err != nil:
-		return fileResult{err: &Issue{Path: path, Reason: err.Error()}}
+		return fail(err)
 	}
 	return fileResult{rules: rs, warnings: warnings}
 }

@@ -15,14 +15,20 @@
 // Document.Warnings, so that a file from a newer release with a new score is loaded and
 // reported rather than refused. Validate is strict, and accepts exactly what the schema accepts.
 //
-// Decoding uses encoding/json into json.RawMessage values and hand-written checks; it does
-// not build generic map[string]any trees. ~17 MB of JSON decode in well under a second.
+// Decoding reads the input through a fixed buffer and cuts it into one value at a time (the
+// metadata object, then each row of mapping_objects), validated by a small scanner and
+// hand-written checks; it does not build generic map[string]any trees. DecodeReader keeps
+// one row in memory, so a file of any size decodes within MaxRowBytes and MaxMetadataBytes;
+// nesting is bounded by MaxDepth. ~17 MB of JSON decode in well under a second.
 package ctid
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -129,12 +135,33 @@ func Validate(name string, data []byte) error {
 
 // Decode validates data against the unified schema and decodes it.
 func Decode(name string, data []byte, opts Options) (*Document, error) {
-	d := &decoder{file: name, opts: opts}
-	doc, err := d.document(data)
+	var rows []Row
+	doc, err := DecodeReader(context.Background(), name, bytes.NewReader(data), opts, func(_ int, r *Row) error {
+		rows = append(rows, *r)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
+	doc.Rows = rows
 	return doc, nil
+}
+
+// DecodeReader validates a mapping file read from r and calls fn with each entry of
+// mapping_objects, in order (row is its 1-based index), instead of keeping them:
+// Document.Rows stays nil. It keeps one row in memory at a time, so a file of any size is
+// decoded within MaxRowBytes and MaxMetadataBytes. The metadata may follow the rows in the
+// file; it is complete only when DecodeReader returns. An error from fn stops decoding and is
+// returned as is. ctx is checked every 256 rows.
+//
+// A UTF-8 byte order mark at the start is skipped. A top-level key given twice is an error
+// (the schema leaves duplicates undefined; encoding/json would keep the last).
+func DecodeReader(ctx context.Context, name string, r io.Reader, opts Options, fn func(row int, r *Row) error) (*Document, error) {
+	d := &decoder{file: name, opts: opts, doc: &Document{}}
+	if err := d.stream(ctx, newReader(r), fn); err != nil {
+		return nil, err
+	}
+	return d.doc, nil
 }
 
 type decoder struct {
@@ -148,56 +175,184 @@ func (d *decoder) errf(field, value, format string, args ...any) *Error {
 	return &Error{File: d.file, Row: d.row, Field: field, Value: value, Msg: fmt.Sprintf(format, args...)}
 }
 
-func (d *decoder) document(data []byte) (*Document, error) {
-	sc := &scanner{data: data}
-	top, err := objectMap(sc)
-	if err == nil && !sc.eof() {
-		err = sc.fail("invalid character %q after top-level value", data[sc.pos])
+// syntax turns a positioned JSON syntax error into an Error; other errors pass through.
+func (d *decoder) syntax(err error) error {
+	var pe *posError
+	if !errors.As(err, &pe) {
+		return err
 	}
-	if err != nil {
-		return nil, d.syntax(data, err)
+	row := d.row
+	d.row = 0
+	defer func() { d.row = row }()
+	if pe.err.depth {
+		return d.errf("", "", "line %d, column %d: %s", pe.line, pe.col, pe.err.msg)
 	}
-	if top == nil {
-		return nil, d.errf("", "", "got %s, want object", kind(json.RawMessage(bytes.TrimSpace(data))))
-	}
-	if err := d.unknown("", top, "metadata", "mapping_objects"); err != nil {
-		return nil, err
-	}
-	d.doc = &Document{}
-	if raw, ok := top["metadata"]; ok {
-		if err := d.metadata(raw); err != nil {
-			return nil, err
-		}
-		d.doc.HasMetadata = true
-	}
-	raw, ok := top["mapping_objects"]
+	return d.errf("", "", "invalid JSON at line %d, column %d: %s", pe.line, pe.col, pe.err.msg)
+}
+
+func (d *decoder) stream(ctx context.Context, rd *reader, fn func(int, *Row) error) error {
+	rd.skipBOM()
+	rd.ws()
+	c, ok := rd.peek()
 	if !ok {
-		return d.doc, nil
+		return d.syntax(rd.readErr())
 	}
-	if kind(raw) != "array" {
-		return nil, d.errf("mapping_objects", "", "got %s, want array", kind(raw))
+	if c != '{' {
+		raw, line, col, err := rd.value(nil, MaxMetadataBytes, 0)
+		if err == nil {
+			err = validate(raw, 0, line, col)
+		}
+		if err != nil && !errors.Is(err, errTooLong) {
+			return d.syntax(err)
+		}
+		return d.errf("", "", "got %s, want object", kind(json.RawMessage{c}))
 	}
-	// Count rows first so that Rows is allocated once.
-	n := 0
-	rs := &scanner{data: raw}
-	if err := rs.elements(func(int) error { n++; _, err := rs.value(); return err }); err != nil {
-		return nil, d.syntax(data, err)
-	}
-	d.doc.Rows = make([]Row, n)
-	rs = &scanner{data: raw}
-	err = rs.elements(func(i int) error {
-		d.row = i + 1
-		v, err := rs.value()
+	rd.advance()
+	seen := map[string]bool{}
+	var buf []byte
+	for first := true; ; first = false {
+		rd.ws()
+		c, ok := rd.peek()
+		if !ok {
+			return d.syntax(rd.readErr())
+		}
+		if c == '}' && first {
+			rd.advance()
+			break
+		}
+		if c != '"' {
+			return d.syntax(rd.fail("invalid character %q looking for beginning of object key string", c))
+		}
+		raw, line, col, err := rd.value(buf[:0], MaxMetadataBytes, 1)
+		if err == nil {
+			err = validate(raw, 1, line, col)
+		}
+		if errors.Is(err, errTooLong) {
+			return d.errf("", "", "line %d, column %d: object key longer than %d bytes", line, col, MaxMetadataBytes)
+		}
 		if err != nil {
+			return d.syntax(err)
+		}
+		key, err := decodeString(raw)
+		if err != nil {
+			return d.syntax(rd.fail("%v", err))
+		}
+		if err := rd.expect(':', "after object key"); err != nil {
+			return d.syntax(err)
+		}
+		if seen[key] {
+			return d.errf(key, "", "duplicate field")
+		}
+		seen[key] = true
+		switch key {
+		case "metadata":
+			raw, line, col, err := rd.value(buf[:0], MaxMetadataBytes, 1)
+			if errors.Is(err, errTooLong) {
+				return d.errf("metadata", "", "larger than the %d-byte limit", MaxMetadataBytes)
+			}
+			if err == nil {
+				err = validate(raw, 1, line, col)
+			}
+			if err != nil {
+				return d.syntax(err)
+			}
+			if err := d.metadata(raw); err != nil {
+				return err
+			}
+			d.doc.HasMetadata = true
+			buf = raw
+		case "mapping_objects":
+			if err := d.rows(ctx, rd, fn); err != nil {
+				return err
+			}
+		default:
+			return d.errf(key, "", "unknown field")
+		}
+		rd.ws()
+		c, ok = rd.peek()
+		if !ok {
+			return d.syntax(rd.readErr())
+		}
+		rd.advance()
+		if c == '}' {
+			break
+		}
+		if c != ',' {
+			return d.syntax(&posError{line: rd.line, col: rd.col - 1,
+				err: &syntaxError{msg: fmt.Sprintf("invalid character %q after object key:value pair", c)}})
+		}
+	}
+	rd.ws()
+	if c, ok := rd.peek(); ok {
+		return d.syntax(rd.fail("invalid character %q after top-level value", c))
+	}
+	if rd.err != nil {
+		return rd.err
+	}
+	return nil
+}
+
+// rows reads the mapping_objects array one row at a time.
+func (d *decoder) rows(ctx context.Context, rd *reader, fn func(int, *Row) error) error {
+	rd.ws()
+	c, ok := rd.peek()
+	if !ok {
+		return d.syntax(rd.readErr())
+	}
+	if c != '[' {
+		return d.errf("mapping_objects", "", "got %s, want array", kind(json.RawMessage{c}))
+	}
+	rd.advance()
+	defer func() { d.row = 0 }()
+	var buf []byte
+	for i := 0; ; i++ {
+		rd.ws()
+		c, ok := rd.peek()
+		if !ok {
+			return d.syntax(rd.readErr())
+		}
+		if c == ']' && i == 0 {
+			rd.advance()
+			return nil
+		}
+		if i%256 == 255 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		d.row = i + 1
+		raw, line, col, err := rd.value(buf[:0], MaxRowBytes, 2)
+		if errors.Is(err, errTooLong) {
+			return d.errf("", "", "larger than the %d-byte limit of one row", MaxRowBytes)
+		}
+		if err == nil {
+			err = validate(raw, 2, line, col)
+		}
+		if err != nil {
+			return d.syntax(err)
+		}
+		buf = raw
+		var row Row
+		if err := d.mappingObject(raw, &row); err != nil {
 			return err
 		}
-		return d.mappingObject(v, &d.doc.Rows[i])
-	})
-	if err != nil {
-		return nil, err
+		if err := fn(i+1, &row); err != nil {
+			return err
+		}
+		rd.ws()
+		c, ok = rd.peek()
+		if !ok {
+			return d.syntax(rd.readErr())
+		}
+		if c == ']' {
+			rd.advance()
+			return nil
+		}
+		if c != ',' {
+			return d.syntax(rd.fail("invalid character %q after array element", c))
+		}
+		rd.advance()
 	}
-	d.row = 0
-	return d.doc, nil
 }
 
 // objectMap reads one object into a map of raw member values (the last of duplicate keys
@@ -218,18 +373,6 @@ func objectMap(sc *scanner) (map[string]json.RawMessage, error) {
 		return nil, err
 	}
 	return m, nil
-}
-
-// syntax turns a JSON syntax error into an Error with a line and column.
-func (d *decoder) syntax(data []byte, err error) error {
-	if se, ok := err.(*syntaxError); ok {
-		line, col := position(data, int64(se.off))
-		return d.errf("", "", "invalid JSON at line %d, column %d: %s", line, col, se.msg)
-	}
-	if e, ok := err.(*Error); ok {
-		return e
-	}
-	return d.errf("", "", "invalid JSON: %v", err)
 }
 
 func position(data []byte, off int64) (line, col int) {

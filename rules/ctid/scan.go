@@ -15,15 +15,17 @@ type scanner struct {
 	depth int
 }
 
-// maxDepth bounds nesting so that a hostile file cannot exhaust the stack.
-const maxDepth = 1000
-
 type syntaxError struct {
-	msg string
-	off int
+	msg   string
+	off   int
+	depth bool // nesting deeper than MaxDepth: valid JSON, but over our limit
 }
 
 func (e *syntaxError) Error() string { return e.msg }
+
+func (s *scanner) tooDeep() error {
+	return &syntaxError{msg: fmt.Sprintf("JSON nested deeper than %d levels", MaxDepth), off: s.pos, depth: true}
+}
 
 func (s *scanner) fail(format string, args ...any) error {
 	return &syntaxError{msg: fmt.Sprintf(format, args...), off: s.pos}
@@ -268,16 +270,16 @@ func (s *scanner) elements(fn func(i int) error) error {
 }
 
 func (s *scanner) skipObject() error {
-	if s.depth++; s.depth > maxDepth {
-		return s.fail("exceeded max depth %d", maxDepth)
+	if s.depth++; s.depth > MaxDepth {
+		return s.tooDeep()
 	}
 	defer func() { s.depth-- }()
 	return s.members(func(string) error { _, err := s.value(); return err })
 }
 
 func (s *scanner) skipArray() error {
-	if s.depth++; s.depth > maxDepth {
-		return s.fail("exceeded max depth %d", maxDepth)
+	if s.depth++; s.depth > MaxDepth {
+		return s.tooDeep()
 	}
 	defer func() { s.depth-- }()
 	return s.elements(func(int) error { _, err := s.value(); return err })
