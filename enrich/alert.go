@@ -10,9 +10,16 @@ type Alert struct {
 	// SeqNo and PrimaryTerm guard the write-back (optimistic concurrency); 0/0 means unknown.
 	SeqNo       int64
 	PrimaryTerm int64
-	// Source is the (possibly filtered) _source. Stages must not modify it.
+	// Raw is the whole _source as stored, when the source provides it. Writers splice
+	// enricher's members into it (Splice), so nothing else on the alert is re-encoded.
+	Raw []byte
+	// Source is the decoded part of the _source the stages read (DecodeMembers): every
+	// top-level member that could hold one of their fields. Stages must not modify it.
 	Source map[string]any
 }
+
+// Key identifies an alert across indices: index and ID.
+func (a *Alert) Key() string { return a.Index + "\x00" + a.ID }
 
 // Patch is what a stage adds to one alert: top-level field name -> value.
 // A stage's patch holds exactly one key, its namespace. nil means nothing to add.

@@ -2,6 +2,9 @@ package enrich
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
@@ -62,7 +65,7 @@ func NewAttackStage(rs *rules.Ruleset, o AttackOptions) *AttackStage {
 		o.Fields = DefaultFields
 	}
 	if o.Root == "" {
-		o.Root = "attack_mappings"
+		o.Root = DefaultRoot
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -76,6 +79,20 @@ func (s *AttackStage) Name() string { return AttackStageName }
 
 // Namespace implements Stage.
 func (s *AttackStage) Namespace() string { return s.root }
+
+// RulesVersion returns the version of the rules, written beside the generation.
+func (s *AttackStage) RulesVersion() string { return s.rs.Version() }
+
+// Fingerprint implements Fingerprinter: the rules' content hash and every option that
+// changes what the stage writes for the same alert.
+func (s *AttackStage) Fingerprint() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "rules %s\ninherit %t\nroot %s\n", s.rs.Hash(), s.inherit, s.root)
+	for _, f := range s.fields {
+		fmt.Fprintf(h, "field %s %s\n", f.Kind, f.Path)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
 
 // Ruleset returns the ruleset the stage enriches with.
 func (s *AttackStage) Ruleset() *rules.Ruleset { return s.rs }
@@ -236,10 +253,6 @@ func (s *AttackStage) build(found []string) *staticDoc {
 		"related":             related,
 		"frameworks":          frameworks,
 		"has_detection":       hasDetection,
-		"ruleset": map[string]any{
-			"version": s.rs.Version(),
-			"hash":    s.rs.Hash(),
-		},
 	}
 	return newStaticDoc(status, doc)
 }

@@ -130,3 +130,23 @@ func (st *extractState) leaf(v any, f Field) {
 		st.problems = append(st.problems, Problem{Field: f.Path, Value: short(v), Reason: ReasonWrongType})
 	}
 }
+
+// Carries reports whether src holds a value in one of the technique fields: for id
+// fields any value, for tag fields a tag that starts with "attack.t". It is what a
+// store's scan selects on (exists, prefix), applied to one decoded alert.
+func Carries(src map[string]any, fields []Field) bool {
+	for _, f := range fields {
+		for _, v := range Values(src, f.Path) {
+			if v == nil {
+				continue
+			}
+			if f.Kind != FieldTag {
+				return true
+			}
+			if s, ok := v.(string); ok && len(s) >= 8 && strings.EqualFold(s[:8], "attack.t") {
+				return true
+			}
+		}
+	}
+	return false
+}

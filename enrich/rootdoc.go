@@ -4,18 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"sort"
+	"strconv"
 )
 
 // JSONAppender is implemented by patch values that encode themselves cheaply; writers
 // append them as they are instead of going through encoding/json.
 type JSONAppender interface {
 	AppendJSON(dst []byte) []byte
-}
-
-// PendingMarker is implemented by the status namespace's value, which records the optional
-// stages still to run.
-type PendingMarker interface {
-	SetPending(stages []string)
 }
 
 // staticDoc is the technique-dependent part of a root document, encoded once.
@@ -53,18 +48,22 @@ type RootDoc struct {
 	EnrichedAt string
 	Problems   []Problem
 	Pending    []string
+	Generation Generation
 }
 
 var (
-	_ JSONAppender  = (*RootDoc)(nil)
-	_ PendingMarker = (*RootDoc)(nil)
+	_ JSONAppender = (*RootDoc)(nil)
+	_ StatusDoc    = (*RootDoc)(nil)
 )
 
 // Status is enriched, unmapped or no_technique.
 func (d *RootDoc) Status() string { return d.static.status }
 
-// SetPending implements PendingMarker.
+// SetPending implements StatusDoc.
 func (d *RootDoc) SetPending(stages []string) { d.Pending = stages }
+
+// SetGeneration implements StatusDoc.
+func (d *RootDoc) SetGeneration(g Generation) { d.Generation = g }
 
 // AppendJSON implements JSONAppender.
 func (d *RootDoc) AppendJSON(dst []byte) []byte {
@@ -74,6 +73,13 @@ func (d *RootDoc) AppendJSON(dst []byte) []byte {
 	dst = appendJSONString(dst, d.static.status)
 	dst = append(dst, `,"enriched_at":`...)
 	dst = appendJSONString(dst, d.EnrichedAt)
+	dst = append(dst, `,"ruleset":{"generation":`...)
+	dst = strconv.AppendInt(dst, d.Generation.Number, 10)
+	dst = append(dst, `,"hash":`...)
+	dst = appendJSONString(dst, d.Generation.Hash)
+	dst = append(dst, `,"version":`...)
+	dst = appendJSONString(dst, d.Generation.RulesVersion)
+	dst = append(dst, '}')
 	dst = append(dst, `,"problems":[`...)
 	for i, p := range d.Problems {
 		if i > 0 {

@@ -151,6 +151,8 @@ func (h *Host) Info() Info { return h.info }
 //   - Timeout: the call is cancelled, the process killed and restarted, and an error
 //     wrapping ErrPluginUnavailable returned (the batch is not resent: it would double
 //     the time the pipeline waits).
+//   - A crash on every send, and a timeout, also wrap enrich.ErrBatchFailed: the batch may
+//     hold the alert that brings the plugin down, and the pipeline isolates it.
 //   - Down (a restart is backing off or failed): an error wrapping ErrPluginUnavailable
 //     at once, without waiting.
 //   - The plugin returns an error or a malformed answer: that error, not retried.
@@ -206,7 +208,8 @@ func (h *Host) Enrich(ctx context.Context, alerts []*enrich.Alert) ([]enrich.Pat
 			if _, rerr := h.acquire(ctx, true); rerr != nil {
 				h.log.Warn("plugin restart failed", "err", rerr)
 			}
-			return nil, h.unavailable(fmt.Errorf("enrich %d alerts: no answer within %s: %w", len(batch), h.cfg.Timeout, context.DeadlineExceeded))
+			return nil, h.unavailable(fmt.Errorf("enrich %d alerts: no answer within %s: %w: %w", len(batch), h.cfg.Timeout,
+				context.DeadlineExceeded, enrich.ErrBatchFailed))
 		case metrics.PluginResultCrash:
 			h.log.Warn("plugin crashed, restarting", "attempt", attempt, "alerts", len(batch), "err", err)
 			h.discard(p, "crash")
@@ -216,7 +219,8 @@ func (h *Host) Enrich(ctx context.Context, alerts []*enrich.Alert) ([]enrich.Pat
 			return nil, fmt.Errorf("plugin %s: enrich %d alerts: %w", h.cfg.Name, len(batch), err)
 		}
 	}
-	return nil, h.unavailable(fmt.Errorf("enrich %d alerts: crashed %d times: %s", len(batch), len(crashes), strings.Join(crashes, "; ")))
+	return nil, h.unavailable(fmt.Errorf("enrich %d alerts: crashed %d times: %s: %w", len(batch), len(crashes),
+		strings.Join(crashes, "; "), enrich.ErrBatchFailed))
 }
 
 // deadlineHit tells whether a failed call ended because the caller gave up (ctx done or

@@ -579,8 +579,17 @@ func TestPipeline(t *testing.T) {
 			if obs.rejected["asset"] != int(tc.wantRejected) {
 				t.Errorf("pipeline rejected = %v, want %v", obs.rejected["asset"], tc.wantRejected)
 			}
-			if got := obs.results["asset"]; !reflect.DeepEqual(got, []string{tc.wantResult}) {
-				t.Errorf("stage results = %v, want [%s]", got, tc.wantResult)
+			// A batch the plugin crashes on is sent again in halves, looking for the alert
+			// that brings it down (here none: it crashes on every call), so a few calls.
+			got := obs.results["asset"]
+			if len(got) == 0 || len(got) > 4 {
+				t.Errorf("stage results = %v, want 1 to 4 calls", got)
+			}
+			for _, r := range got {
+				if r != tc.wantResult {
+					t.Errorf("stage results = %v, want only %s", got, tc.wantResult)
+					break
+				}
 			}
 		})
 	}

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,12 +41,13 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 
 // loadConfig loads the config file and applies flag overrides; errors are usage errors.
 func loadConfig(path, rulesDir string) (config.Config, error) {
-	cfg, err := config.Load(path)
+	var flags []config.Flag
+	if rulesDir != "" {
+		flags = append(flags, config.Flag{Name: "--rules", Field: "rules.dir", Set: func(c *config.Config) { c.Rules.Dir = rulesDir }})
+	}
+	cfg, err := config.LoadWith(path, flags)
 	if err != nil {
 		return cfg, usageError{err}
-	}
-	if rulesDir != "" {
-		cfg.Rules.Dir = rulesDir
 	}
 	return cfg, nil
 }
@@ -117,12 +117,14 @@ func (parts *pipelineParts) rebuild(cfg config.Config, rs *rules.Ruleset, m *met
 
 // server serves /metrics, /healthz and /readyz on its own mux.
 type server struct {
-	srv   *http.Server
-	ln    net.Listener
-	ready atomic.Bool
+	srv *http.Server
+	ln  net.Listener
 }
 
-func startServer(addr string, reg *prometheus.Registry, log *slog.Logger) (*server, error) {
+// startServer serves /metrics from reg, /healthz (the process is up) and /readyz
+// (ready() says whether the daemon works, with a detail text: the store's state and the
+// indices left out).
+func startServer(addr string, reg *prometheus.Registry, ready func() (bool, string), log *slog.Logger) (*server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
@@ -134,11 +136,12 @@ func startServer(addr string, reg *prometheus.Registry, log *slog.Logger) (*serv
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.ready.Load() {
-			http.Error(w, "not ready: no successful pass over Elasticsearch yet", http.StatusServiceUnavailable)
-			return
+		ok, detail := ready()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-		_, _ = io.WriteString(w, "ready\n")
+		_, _ = io.WriteString(w, detail)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {

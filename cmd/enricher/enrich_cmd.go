@@ -5,18 +5,25 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 
 	"github.com/enricher-dev/enricher/enrich"
+	"github.com/enricher-dev/enricher/enrich/runner"
 )
 
 func enrichCommand() command {
 	return command{summary: "enrich alert documents read as NDJSON on stdin, written to stdout (no Elasticsearch)", run: runEnrich}
 }
 
+// maxBatchBytes bounds the lines held at once, whatever their number.
+const maxBatchBytes = 32 << 20
+
 // runEnrich reads one _source document per line and writes one line per input line, in
-// order: the document with the pipeline's patches merged in, or, for a line that is not a
-// JSON object, the line unchanged (reported on stderr with its line number).
+// order: the line with enricher's fields spliced in (every other byte as it was), or the
+// line unchanged when it carries no technique, is not a JSON object, or is longer than
+// daemon.max_alert_bytes (both reported on stderr with the line number).
 func runEnrich(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet("enrich", e)
 	cfgPath := fs.String("config", "", "config file (YAML)")
@@ -29,8 +36,8 @@ func runEnrich(ctx context.Context, e env, args []string) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments: %v (documents are read from stdin)", fs.Args())
 	}
-	if *batch < 1 {
-		return usagef("--batch must be >= 1, got %d", *batch)
+	if *batch < 1 || *batch > 10000 {
+		return usagef("--batch must be between 1 and 10000, got %d", *batch)
 	}
 	log, err := newLogger(e.stderr, "text", *logLevel)
 	if err != nil {
@@ -49,8 +56,12 @@ func runEnrich(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer parts.close(context.WithoutCancel(ctx))
+	opts := runnerOptions(cfg)
+	opts.MaxAttempts = 1
+	off := runner.NewOffline(parts.pipeline, opts, nil, log)
+	maxLine := cfg.Daemon.MaxAlertBytes
 
-	in := bufio.NewReaderSize(e.stdin, 1<<20)
+	in := bufio.NewReaderSize(e.stdin, 64<<10)
 	out := bufio.NewWriterSize(e.stdout, 1<<20)
 	defer out.Flush()
 	type line struct {
@@ -58,7 +69,11 @@ func runEnrich(ctx context.Context, e env, args []string) error {
 		alert *enrich.Alert // nil: pass through unchanged
 	}
 	var pending []line
-	var bad, lineNo int
+	var held, skipped, lineNo int
+	report := func(format string, args ...any) {
+		skipped++
+		fmt.Fprintf(e.stderr, "enricher enrich: stdin line %d: "+format+"\n", append([]any{lineNo}, args...)...)
+	}
 	flush := func() error {
 		var alerts []*enrich.Alert
 		for _, l := range pending {
@@ -66,79 +81,127 @@ func runEnrich(ctx context.Context, e env, args []string) error {
 				alerts = append(alerts, l.alert)
 			}
 		}
-		results := parts.pipeline.Run(ctx, alerts)
+		enriched, err := off.Enrich(ctx, alerts)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("enrich: %w", err)
+		}
 		i := 0
 		for _, l := range pending {
-			if l.alert == nil {
-				out.Write(l.raw)
-				out.WriteByte('\n')
-				continue
-			}
-			r := results[i]
-			i++
-			if untouched(r, parts.attack) {
-				out.Write(l.raw)
-				out.WriteByte('\n')
-				continue
-			}
-			for k, v := range r.Doc {
-				l.alert.Source[k] = v
-			}
-			b, err := json.Marshal(l.alert.Source)
-			if err != nil {
-				return fmt.Errorf("encode alert: %w", err)
+			b := l.raw
+			if l.alert != nil {
+				if enriched[i] != nil {
+					b = enriched[i]
+				}
+				i++
 			}
 			out.Write(b)
 			out.WriteByte('\n')
 		}
-		pending = pending[:0]
+		pending, held = pending[:0], 0
 		return nil
 	}
-	for {
-		raw, err := in.ReadBytes('\n')
-		if len(raw) > 0 {
+	fields := append(parts.pipeline.Fields(), cfg.Output.Root)
+	for ctx.Err() == nil {
+		raw, long, got, err := readLine(in, maxLine)
+		if got {
 			lineNo++
-			raw = bytes.TrimRight(raw, "\r\n")
-			l := line{raw: append([]byte(nil), raw...)}
-			var src map[string]any
-			if jerr := json.Unmarshal(raw, &src); jerr != nil || src == nil {
-				if len(bytes.TrimSpace(raw)) > 0 {
-					bad++
-					fmt.Fprintf(e.stderr, "enricher enrich: stdin line %d: not a JSON object, passed through unchanged\n", lineNo)
+		}
+		switch {
+		case long != nil:
+			lineNo++
+			// Longer than the limit: flush what is held, then copy it through in pieces.
+			if err := flush(); err != nil {
+				return err
+			}
+			n, cerr := copyLine(out, long, in)
+			if cerr != nil {
+				return cerr
+			}
+			report("%d bytes, over daemon.max_alert_bytes (%d): passed through unchanged", n, maxLine)
+		case got:
+			l := line{raw: raw}
+			trimmed := bytes.TrimSpace(raw)
+			switch {
+			case len(trimmed) == 0:
+			case !json.Valid(trimmed) || trimmed[0] != '{':
+				report("not a JSON object: passed through unchanged")
+			default:
+				src, derr := enrich.DecodeMembers(trimmed, fields)
+				switch {
+				case derr != nil:
+					report("%v: passed through unchanged", derr)
+				case enrich.Carries(src, cfg.Alerts.Fields):
+					l.alert = &enrich.Alert{ID: runner.LineID(lineNo), Raw: trimmed, Source: src}
 				}
-			} else {
-				l.alert = &enrich.Alert{ID: fmt.Sprint("line-", lineNo), Source: src}
 			}
 			pending = append(pending, l)
-			if len(pending) >= *batch {
+			held += len(raw)
+			if len(pending) >= *batch || held >= maxBatchBytes {
 				if err := flush(); err != nil {
 					return err
 				}
 			}
 		}
-		if err != nil {
+		if err == io.EOF {
 			break
 		}
-		if ctx.Err() != nil {
-			break
+		if err != nil {
+			return fmt.Errorf("read stdin: %w", err)
 		}
 	}
 	if err := flush(); err != nil {
 		return err
 	}
-	if bad > 0 {
-		fmt.Fprintf(e.stderr, "enricher enrich: %d of %d lines were not JSON objects\n", bad, lineNo)
+	if skipped > 0 {
+		fmt.Fprintf(e.stderr, "enricher enrich: %d of %d lines passed through unchanged (see above)\n", skipped, lineNo)
 	}
-	return nil
+	return ctx.Err()
 }
 
-// untouched reports whether an alert carried nothing the pipeline acted on: no technique
-// field at all (the daemon never fetches such alerts) and no plugin output. It is then
-// written out unchanged.
-func untouched(r enrich.Result, attack *enrich.AttackStage) bool {
-	if len(r.Doc) != 1 {
-		return false
+// readLine returns the next line without its line ending (got: there was one), or, when
+// it is longer than max, its first part in long (the rest is still to read).
+func readLine(r *bufio.Reader, max int) (line, long []byte, got bool, err error) {
+	buf := []byte{}
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if len(buf)+len(chunk) > max+2 {
+			return nil, append(buf, chunk...), false, nilEOF(err)
+		}
+		buf = append(buf, chunk...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		return bytes.TrimRight(buf, "\r\n"), nil, len(buf) > 0, err
 	}
-	d, ok := r.Doc[attack.Namespace()].(*enrich.RootDoc)
-	return ok && d.Status() == enrich.StatusNoTechnique && len(d.Problems) == 0 && len(d.Pending) == 0
+}
+
+func nilEOF(err error) error {
+	if err == bufio.ErrBufferFull {
+		return nil
+	}
+	return err
+}
+
+// copyLine writes the start of an over-long line and the rest of it, read in pieces,
+// and returns its length.
+func copyLine(out *bufio.Writer, start []byte, in *bufio.Reader) (int, error) {
+	n := len(start)
+	out.Write(bytes.TrimRight(start, "\r\n"))
+	if bytes.HasSuffix(start, []byte("\n")) {
+		out.WriteByte('\n')
+		return n, nil
+	}
+	for {
+		chunk, err := in.ReadSlice('\n')
+		n += len(chunk)
+		out.Write(chunk)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err == io.EOF {
+			out.WriteByte('\n')
+			return n, nil
+		}
+		return n, err
+	}
 }

@@ -111,6 +111,7 @@ func freeAddr(t *testing.T) string {
 
 func count(t *testing.T, c *elastic.Client, index string, query map[string]any) int {
 	t.Helper()
+	sample.Refresh(context.Background(), c, []string{index})
 	b, _ := json.Marshal(map[string]any{"query": query})
 	code, resp, err := c.Do(context.Background(), "other", http.MethodPost, "/"+url.PathEscape(index)+"/_count",
 		url.Values{"expand_wildcards": {"open,hidden"}}, b)
@@ -218,6 +219,7 @@ func TestAllFrameworksAgainstElasticsearch(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run --once: %v\n%s", err, out)
 	}
+	sample.Refresh(context.Background(), c, []string{s.Alias()})
 	b, _ := json.Marshal(map[string]any{"size": 1, "query": map[string]any{"term": map[string]any{"attack_mappings.techniques": "T1021.002"}}})
 	code, resp, err := c.Do(context.Background(), "search", http.MethodPost, "/"+url.PathEscape(s.Alias())+"/_search",
 		url.Values{"expand_wildcards": {"open,hidden"}}, b)
@@ -379,7 +381,6 @@ func TestReloadRulesOnSIGHUP(t *testing.T) {
 	os.Remove(filepath.Join(dir, "azure-06.29.2021_t1021.002.yaml"))
 	cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, "re-enrichment without detections", 30*time.Second, func() bool {
-		c.Refresh(context.Background(), []string{s.Alias()})
 		return count(t, c, s.Alias(), map[string]any{"exists": map[string]any{"field": "attack_mappings.detections.product"}}) == 0
 	}, &stderr)
 	if v, _ := metric(addr, "enricher_ruleset_last_load_successful"); v != 1 {

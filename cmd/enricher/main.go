@@ -45,6 +45,7 @@ var commands = map[string]command{
 	"sample":   sampleCommand(),
 	"rules":    rulesCommand(),
 	"coverage": coverageCommand(),
+	"requeue":  requeueCommand(),
 }
 
 func main() {

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,9 +13,9 @@ import (
 	"time"
 
 	"github.com/enricher-dev/enricher/enrich/config"
-
 	"github.com/enricher-dev/enricher/enrich/elastic"
 	"github.com/enricher-dev/enricher/enrich/metrics"
+	"github.com/enricher-dev/enricher/enrich/runner"
 )
 
 func runCommand() command {
@@ -22,9 +25,9 @@ func runCommand() command {
 func runDaemon(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet("run", e)
 	cfgPath := fs.String("config", "", "config file (YAML); default: built-in defaults and environment")
-	once := fs.Bool("once", false, "enrich until nothing is pending, then exit")
+	once := fs.Bool("once", false, "enrich everything pending (history included, no rate limit), then exit")
 	rulesDir := fs.String("rules", "", "rules folder (overrides rules.dir)")
-	listen := fs.String("listen", "", "address of /metrics, /healthz, /readyz (overrides daemon.listen; empty string in config disables nothing)")
+	listen := fs.String("listen", "", "address of /metrics, /healthz, /readyz (overrides daemon.listen)")
 	check := fs.Bool("config.check", false, "validate the config and the rules, then exit")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
@@ -64,51 +67,87 @@ func runDaemon(ctx context.Context, e env, args []string) error {
 	}
 	defer parts.close(context.WithoutCancel(ctx))
 
-	srv, err := startServer(cfg.Daemon.Listen, reg, log)
+	client, err := elastic.NewClient(cfg.Elasticsearch, m)
+	if err != nil {
+		return usageError{err}
+	}
+	store, state := newStore(client, cfg, parts, log)
+	r := runner.New(store, state, parts.pipeline, runnerOptions(cfg), m, log)
+
+	srv, err := startServer(cfg.Daemon.Listen, reg, r.Ready, log)
 	if err != nil {
 		return usageError{err}
 	}
 	defer srv.shutdown(ctx)
 
-	client, err := elastic.NewClient(cfg.Elasticsearch, m)
-	if err != nil {
-		return usageError{err}
-	}
-	en := elastic.NewEnricher(client, parts.pipeline, parts.attack, elastic.Options{
-		Indices:         cfg.Alerts.Indices,
-		Extra:           cfg.Alerts.Query,
-		BatchSize:       cfg.Daemon.BatchSize,
-		MaxRetries:      cfg.Daemon.MaxRetries,
-		BackoffInitial:  cfg.Daemon.BackoffInitial,
-		BackoffMax:      cfg.Daemon.BackoffMax,
-		PollInterval:    cfg.Daemon.PollInterval,
-		ShutdownTimeout: cfg.Daemon.ShutdownTimeout,
-		InstallMappings: *cfg.Output.InstallMappings,
-		ExtraMappings:   parts.extraMappings,
-	}, m, log)
-	en.OnPass = func() { srv.ready.Store(true) }
 	log.Info("starting", "version", version, "host", hostname(), "elasticsearch", cfg.Elasticsearch.URLs,
-		"indices", cfg.Alerts.Indices, "ruleset", rs.Version(), "ruleset_hash", rs.Hash()[:12],
+		"indices", cfg.Alerts.Indices, "ruleset", rs.Version(), "fingerprint", parts.pipeline.Generation().Hash[:12],
 		"mappings", rs.Len(), "once", *once)
 	if *once {
 		start := time.Now()
-		res, err := en.RunOnce(ctx)
-		log.Info("done", "written", res.Written, "failed", res.Failed, "deferred", res.Deferred,
-			"partial", res.Partial, "batches", res.Batches, "took", time.Since(start).Round(time.Millisecond).String())
-		fmt.Fprintf(e.stdout, "enriched %d alerts (%d failed, %d deferred, %d waiting for an optional stage) in %s\n",
-			res.Written, res.Failed, res.Deferred, res.Partial, time.Since(start).Round(time.Millisecond))
+		sum, err := r.RunOnce(ctx)
+		took := time.Since(start).Round(time.Millisecond)
+		log.Info("done", "written", sum.Written, "quarantined", sum.Quarantined, "failed", sum.Failed,
+			"deferred", sum.Deferred, "took", took.String())
+		fmt.Fprintf(e.stdout, "enriched %d alerts (%d quarantined, %d failed, %d deferred, %d waiting for an optional stage) in %s\n",
+			sum.Written, sum.Quarantined, sum.Failed, sum.Deferred, sum.Waiting, took)
 		return err
 	}
-	go reloadOnHUP(ctx, cfg, parts, en, m, log)
-	err = en.Run(ctx)
+	go reloadOnHUP(ctx, cfg, parts, r, m, log)
+	err = r.Run(ctx)
 	log.Info("stopped")
 	return err
 }
 
+// newStore returns the alert store and the state store the config asks for.
+func newStore(client *elastic.Client, cfg config.Config, parts *pipelineParts, log *slog.Logger) (*elastic.Store, *elastic.State) {
+	store := elastic.NewStore(client, elastic.StoreOptions{
+		Indices:         cfg.Alerts.Indices,
+		TimeField:       cfg.Alerts.TimeField,
+		Query:           cfg.Alerts.Query,
+		Root:            cfg.Output.Root,
+		Namespaces:      parts.extraMappings,
+		InstallMappings: *cfg.Output.InstallMappings,
+		MaxRequestBytes: cfg.Daemon.BulkMaxBytes,
+		MaxRequestItems: cfg.Daemon.BatchSize,
+	}, log)
+	return store, elastic.NewState(client, cfg.Daemon.StateIndex, cfg.Alerts.Indices, version)
+}
+
+// runnerOptions are the run loop's settings from the config.
+func runnerOptions(cfg config.Config) runner.Options {
+	d := cfg.Daemon
+	return runner.Options{
+		BatchSize:       d.BatchSize,
+		MaxRetries:      d.MaxRetries,
+		MaxAttempts:     d.MaxAttempts,
+		MaxAlertBytes:   d.MaxAlertBytes,
+		BackoffInitial:  d.BackoffInitial,
+		BackoffMax:      d.BackoffMax,
+		PollInterval:    d.PollInterval,
+		LiveWindow:      d.LiveWindow,
+		SweepInterval:   d.SweepInterval,
+		BackfillRate:    d.BackfillRate,
+		IndexRetry:      d.IndexRetry,
+		ShutdownTimeout: d.ShutdownTimeout,
+		TechniqueFields: cfg.Alerts.Fields,
+		Settle:          time.Second,
+		Scope:           scope(cfg),
+	}
+}
+
+// scope names what the daemon scans: a change of index patterns, query or time field
+// starts the backfill over.
+func scope(cfg config.Config) string {
+	b, _ := json.Marshal([]any{cfg.Alerts.Indices, cfg.Alerts.Query, cfg.Alerts.TimeField})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
 // reloadOnHUP reloads the rules on SIGHUP. A failed load keeps the rules in use, logs the
-// error and sets enricher_ruleset_last_load_successful to 0; a new ruleset hash makes
-// enriched alerts pending again.
-func reloadOnHUP(ctx context.Context, cfg config.Config, parts *pipelineParts, en *elastic.Enricher, m *metrics.Metrics, log *slog.Logger) {
+// error and sets enricher_ruleset_last_load_successful to 0; a new fingerprint is a new
+// generation, which the backfill applies to the history.
+func reloadOnHUP(ctx context.Context, cfg config.Config, parts *pipelineParts, r *runner.Runner, m *metrics.Metrics, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -128,7 +167,7 @@ func reloadOnHUP(ctx context.Context, cfg config.Config, parts *pipelineParts, e
 			continue
 		}
 		m.SetRuleset(rs.Version(), rs.Hash(), rs.Len())
-		en.SetPipeline(parts.pipeline, parts.attack)
-		log.Info("rules reloaded", "ruleset", rs.Version(), "ruleset_hash", rs.Hash()[:12], "mappings", rs.Len())
+		r.SetPipeline(parts.pipeline)
+		log.Info("rules reloaded", "ruleset", rs.Version(), "fingerprint", parts.pipeline.Generation().Hash[:12], "mappings", rs.Len())
 	}
 }

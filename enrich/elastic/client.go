@@ -5,7 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,11 +19,16 @@ import (
 
 	"github.com/enricher-dev/enricher/enrich/config"
 	"github.com/enricher-dev/enricher/enrich/metrics"
+	"github.com/enricher-dev/enricher/enrich/runner"
 )
 
 // ErrUnavailable wraps errors that mean Elasticsearch could not be reached or answered
-// 429/5xx for a whole request: worth retrying with backoff.
-var ErrUnavailable = errors.New("elasticsearch unavailable")
+// 429/5xx for a whole request: worth retrying with backoff. It is runner.ErrUnavailable.
+var ErrUnavailable = runner.ErrUnavailable
+
+// ErrRefused wraps 400, 401 and 403 answers to a whole request: retrying the same
+// request is useless. It is runner.ErrRefused.
+var ErrRefused = runner.ErrRefused
 
 // Client is a thin, instrumented wrapper around go-elasticsearch.
 type Client struct {
@@ -102,7 +107,7 @@ func (c *Client) Do(ctx context.Context, op, method, path string, q url.Values, 
 		return res.StatusCode, nil, fmt.Errorf("%s %s: read body: %w: %w", method, path, ErrUnavailable, err)
 	}
 	if res.StatusCode == http.StatusTooManyRequests || res.StatusCode >= 500 {
-		return res.StatusCode, b, fmt.Errorf("%s %s: %w: status %d: %s", method, path, ErrUnavailable, res.StatusCode, snippet(b))
+		return res.StatusCode, b, fmt.Errorf("%s %s: %w: status %d: %s", method, path, ErrUnavailable, res.StatusCode, errorReason(b))
 	}
 	return res.StatusCode, b, nil
 }
@@ -124,9 +129,52 @@ func snippet(b []byte) string {
 	return s
 }
 
-// statusError is a non-retryable error status from Elasticsearch.
+// statusError is an error status from Elasticsearch for a whole request: 400, 401 and
+// 403 wrap ErrRefused (with the reason Elasticsearch gave, which names the privilege or
+// the field), 429 and 5xx ErrUnavailable, others neither.
 func statusError(what string, code int, body []byte) error {
-	return fmt.Errorf("%s: status %d: %s", what, code, snippet(body))
+	reason := errorReason(body)
+	switch {
+	case code == http.StatusUnauthorized:
+		return fmt.Errorf("%s: %w: status 401 (authentication failed: check the API key or user): %s", what, ErrRefused, reason)
+	case code == http.StatusForbidden:
+		return fmt.Errorf("%s: %w: status 403 (a privilege is missing): %s", what, ErrRefused, reason)
+	case code == http.StatusBadRequest:
+		return fmt.Errorf("%s: %w: status 400: %s", what, ErrRefused, reason)
+	case code == http.StatusTooManyRequests || code >= 500:
+		return fmt.Errorf("%s: %w: status %d: %s", what, ErrUnavailable, code, reason)
+	}
+	return fmt.Errorf("%s: status %d: %s", what, code, reason)
+}
+
+// errorReason returns "type: reason" of an Elasticsearch error body (the root cause when
+// there is one), or the body shortened.
+func errorReason(body []byte) string {
+	var e struct {
+		Error struct {
+			Type      string `json:"type"`
+			Reason    string `json:"reason"`
+			RootCause []struct {
+				Type   string `json:"type"`
+				Reason string `json:"reason"`
+			} `json:"root_cause"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &e) == nil && e.Error.Type != "" {
+		t, r := e.Error.Type, e.Error.Reason
+		if len(e.Error.RootCause) > 0 && e.Error.RootCause[0].Reason != "" {
+			t, r = e.Error.RootCause[0].Type, e.Error.RootCause[0].Reason
+		}
+		return shorten(t+": "+r, 500)
+	}
+	return snippet(body)
+}
+
+func shorten(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }
 
 // joinIndices renders index patterns for a URL path.

@@ -3,6 +3,7 @@
 package elastic_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 	"github.com/enricher-dev/enricher/enrich/config"
 	"github.com/enricher-dev/enricher/enrich/elastic"
 	"github.com/enricher-dev/enricher/enrich/metrics"
+	"github.com/enricher-dev/enricher/enrich/runner"
 	"github.com/enricher-dev/enricher/enrich/sample"
 	"github.com/enricher-dev/enricher/rules"
 )
@@ -82,12 +84,23 @@ func kibanaDocs(s sample.KibanaSpace, n int, seed uint64) []sample.Doc {
 type harness struct {
 	c      *elastic.Client
 	m      *metrics.Metrics
-	attack *enrich.AttackStage
 	p      *enrich.Pipeline
-	en     *elastic.Enricher
+	store  *elastic.Store
+	state  *elastic.State
+	r      *runner.Runner
+	stateX string
 }
 
-func newHarness(t testing.TB, c *elastic.Client, m *metrics.Metrics, indices []string, rs *rules.Ruleset, extra ...enrich.PipelineStage) *harness {
+// testOptions are runner options that keep tests short.
+func testOptions() runner.Options {
+	return runner.Options{BatchSize: 50, MaxRetries: 5, MaxAttempts: 3, BackoffInitial: 50 * time.Millisecond,
+		BackoffMax: 2 * time.Second, PollInterval: time.Second, LiveWindow: time.Hour, SweepInterval: time.Hour,
+		IndexRetry: time.Minute, ShutdownTimeout: 10 * time.Second, TechniqueFields: enrich.DefaultFields,
+		Settle: time.Second, MaxAlertBytes: 10 << 20}
+}
+
+// pipelineFor is the ATT&CK stage over rs (built-in rules when nil), then extra stages.
+func pipelineFor(t testing.TB, m *metrics.Metrics, rs *rules.Ruleset, extra ...enrich.PipelineStage) *enrich.Pipeline {
 	t.Helper()
 	if rs == nil {
 		var err error
@@ -97,15 +110,49 @@ func newHarness(t testing.TB, c *elastic.Client, m *metrics.Metrics, indices []s
 	}
 	attack := enrich.NewAttackStage(rs, enrich.AttackOptions{InheritParent: true})
 	stages := append([]enrich.PipelineStage{{Stage: attack, Required: true}}, extra...)
-	p, err := enrich.NewPipeline(stages, "attack_mappings", m, slog.New(slog.DiscardHandler))
+	var obs enrich.Observer
+	if m != nil {
+		obs = m
+	}
+	p, err := enrich.NewPipeline(stages, "attack_mappings", obs, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	en := elastic.NewEnricher(c, p, attack, elastic.Options{
-		Indices: indices, BatchSize: 50, MaxRetries: 5, BackoffInitial: 50 * time.Millisecond,
-		BackoffMax: 2 * time.Second, InstallMappings: true,
-	}, m, testLogger(t))
-	return &harness{c: c, m: m, attack: attack, p: p, en: en}
+	return p
+}
+
+// newHarness wires a store, a state store of the test's own and a runner over indices.
+func newHarness(t testing.TB, c *elastic.Client, m *metrics.Metrics, indices []string, p *enrich.Pipeline, opts ...func(*elastic.StoreOptions, *runner.Options)) *harness {
+	t.Helper()
+	if m == nil {
+		m = metrics.New(prometheus.NewRegistry())
+	}
+	if p == nil {
+		p = pipelineFor(t, m, nil)
+	}
+	so := elastic.StoreOptions{Indices: indices, InstallMappings: true, MaxRequestItems: 50,
+		Namespaces: map[string]map[string]any{}}
+	for _, st := range p.Stages()[1:] {
+		so.Namespaces[st.Stage.Namespace()] = elastic.PluginNamespaceMapping()
+	}
+	ro := testOptions()
+	for _, o := range opts {
+		o(&so, &ro)
+	}
+	stateX := fmt.Sprintf(".enricher-state-test-%d%04d", time.Now().UnixNano()%1e9, rand.IntN(10000))
+	t.Cleanup(func() {
+		c.Do(context.Background(), "other", http.MethodDelete, "/"+stateX, url.Values{"expand_wildcards": {"all"}}, nil)
+	})
+	return newHarnessState(t, c, m, indices, p, stateX, so, ro)
+}
+
+// newHarnessState is newHarness with a given state index (replicas and restarts share one).
+func newHarnessState(t testing.TB, c *elastic.Client, m *metrics.Metrics, indices []string, p *enrich.Pipeline, stateX string,
+	so elastic.StoreOptions, ro runner.Options) *harness {
+	store := elastic.NewStore(c, so, testLogger(t))
+	state := elastic.NewState(c, stateX, indices, "test")
+	r := runner.New(store, state, p, ro, m, testLogger(t))
+	return &harness{c: c, m: m, p: p, store: store, state: state, r: r, stateX: stateX}
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -123,6 +170,9 @@ type searchHit struct {
 
 func searchAll(t testing.TB, c *elastic.Client, index string, query map[string]any) []searchHit {
 	t.Helper()
+	if err := sample.Refresh(context.Background(), c, []string{index}); err != nil {
+		t.Fatal(err)
+	}
 	body, _ := json.Marshal(map[string]any{"size": 10000, "version": true, "query": query})
 	code, resp, err := c.Do(context.Background(), "search", http.MethodPost, "/"+url.PathEscape(index)+"/_search",
 		url.Values{"expand_wildcards": {"open,hidden"}}, body)
@@ -154,12 +204,24 @@ func TestEnrichKibanaAlertsEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := newHarness(t, c, m, []string{".alerts-security.alerts-" + string(s)}, nil)
-	res, err := h.en.RunOnce(context.Background())
+	before := map[string]json.RawMessage{}
+	for _, d := range docs {
+		before[d.ID] = rawSource(t, c, s.Alias(), d.ID)
+	}
+	res, err := h.r.RunOnce(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Written != len(docs) {
 		t.Fatalf("written %d, want %d", res.Written, len(docs))
+	}
+	// Every byte outside the root is as it was.
+	for id, b := range before {
+		after := rawSource(t, c, s.Alias(), id)
+		i := bytes.Index(after, []byte(`,"attack_mappings":`))
+		if i < 0 || !bytes.Equal(append(after[:i:i], '}'), b) {
+			t.Fatalf("%s: source changed outside the root:\nbefore %s\nafter  %s", id, b, after)
+		}
 	}
 	// The enrichment is searchable: the root object is mapped on the dynamic:false index.
 	hits := searchAll(t, c, s.Alias(), map[string]any{"term": map[string]any{"attack_mappings.controls.id": "AC-17"}})
@@ -212,11 +274,11 @@ func TestEnrichKibanaAlertsEndToEnd(t *testing.T) {
 		t.Fatal("the alerts with only malformed values were not marked no_technique")
 	}
 	// Nothing is pending any more: a second run writes nothing.
-	res, err = h.en.RunOnce(context.Background())
+	res, err = h.r.RunOnce(context.Background())
 	if err != nil || res.Written != 0 {
 		t.Fatalf("second run wrote %d (err %v)", res.Written, err)
 	}
-	if got := testutil.ToFloat64(m.AlertsProcessed.WithLabelValues("no_technique")); got != float64(len(none)) {
+	if got := testutil.ToFloat64(m.AlertsProcessed.WithLabelValues(metrics.PathOnce, "no_technique")); got != float64(len(none)) {
 		t.Fatalf("no_technique metric %v, want %d", got, len(none))
 	}
 }
@@ -247,8 +309,8 @@ func TestAnalystEditRace(t *testing.T) {
 			})
 			return make([]enrich.Patch, len(alerts)), nil
 		}}
-	h := newHarness(t, c, m, []string{s.Alias()}, nil, enrich.PipelineStage{Stage: analyst})
-	if _, err := h.en.RunOnce(context.Background()); err != nil {
+	h := newHarness(t, c, m, []string{s.Alias()}, pipelineFor(t, m, nil, enrich.PipelineStage{Stage: analyst}))
+	if _, err := h.r.RunOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if n := testutil.ToFloat64(m.BulkItems.WithLabelValues("conflict")); n < 5 {
@@ -272,7 +334,8 @@ func TestAnalystEditRace(t *testing.T) {
 	}
 }
 
-// TestRulesChangeReenriches: a new ruleset hash makes enriched alerts pending again.
+// TestRulesChangeReenriches: a new fingerprint is a new generation, and every alert is
+// enriched again; the same content under another label is not.
 func TestRulesChangeReenriches(t *testing.T) {
 	m := metrics.New(prometheus.NewRegistry())
 	c := newClient(t, esURL(), m)
@@ -282,19 +345,20 @@ func TestRulesChangeReenriches(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := newHarness(t, c, m, []string{s.Alias()}, nil)
-	if _, err := h.en.RunOnce(context.Background()); err != nil {
+	if _, err := h.r.RunOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	rs2, err := rules.LoadBuiltin(rules.Options{Version: "edited"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Same content, other label: same hash, so nothing to do.
-	h2 := newHarness(t, c, m, []string{s.Alias()}, rs2)
-	if res, err := h2.en.RunOnce(context.Background()); err != nil || res.Written != 0 {
+	// Same content, other label: same fingerprint, so nothing to do.
+	h2 := newHarnessState(t, c, m, []string{s.Alias()}, pipelineFor(t, m, rs2), h.stateX,
+		elastic.StoreOptions{Indices: []string{s.Alias()}, InstallMappings: true}, testOptions())
+	if res, err := h2.r.RunOnce(context.Background()); err != nil || res.Written != 0 {
 		t.Fatalf("same content re-enriched %d alerts (err %v)", res.Written, err)
 	}
-	// Different content: every alert again.
+	// Different content: every alert again, as generation 2.
 	dir := t.TempDir()
 	b, _ := rules.Builtin.ReadFile("builtin/nist_800_53-rev5_t1021.002.yaml")
 	os.WriteFile(filepath.Join(dir, "nist.yaml"), b, 0o644)
@@ -302,14 +366,19 @@ func TestRulesChangeReenriches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h3 := newHarness(t, c, m, []string{s.Alias()}, rs3)
-	res, err := h3.en.RunOnce(context.Background())
+	p3 := pipelineFor(t, m, rs3)
+	h3 := newHarnessState(t, c, m, []string{s.Alias()}, p3, h.stateX,
+		elastic.StoreOptions{Indices: []string{s.Alias()}, InstallMappings: true}, testOptions())
+	res, err := h3.r.RunOnce(context.Background())
 	if err != nil || res.Written != len(docs) {
 		t.Fatalf("after a rules change re-enriched %d of %d (err %v)", res.Written, len(docs), err)
 	}
-	hits := searchAll(t, c, s.Alias(), map[string]any{"term": map[string]any{"attack_mappings.ruleset.hash": rs3.Hash()}})
+	hits := searchAll(t, c, s.Alias(), map[string]any{"term": map[string]any{"attack_mappings.ruleset.generation": 2}})
 	if len(hits) != len(docs) {
-		t.Fatalf("%d alerts carry the new hash, want %d", len(hits), len(docs))
+		t.Fatalf("%d alerts carry generation 2, want %d", len(hits), len(docs))
+	}
+	if hits[0].Source["attack_mappings"].(map[string]any)["ruleset"].(map[string]any)["hash"] != p3.Generation().Hash {
+		t.Fatal("fingerprint not written")
 	}
 }
 
@@ -324,7 +393,7 @@ func TestRolloverGetsMappings(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := newHarness(t, c, m, []string{".alerts-security.alerts-" + string(s)}, nil)
-	if _, err := h.en.RunOnce(ctx); err != nil {
+	if _, err := h.r.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
 	code, resp, err := c.Do(ctx, "other", http.MethodPost, "/"+url.PathEscape(s.Alias())+"/_rollover", nil, nil)
@@ -338,12 +407,12 @@ func TestRolloverGetsMappings(t *testing.T) {
 	if err := sample.Load(ctx, c, more); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.en.RunOnce(ctx); err != nil {
+	if _, err := h.r.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
 	second := ".internal.alerts-security.alerts-" + string(s) + "-000002"
 	hits := searchAll(t, c, second, map[string]any{
-		"term": map[string]any{"attack_mappings.ruleset.hash": h.attack.Ruleset().Hash()}})
+		"term": map[string]any{"attack_mappings.ruleset.hash": h.p.Generation().Hash}})
 	if len(hits) != len(more) {
 		t.Fatalf("%d alerts in the rolled-over index are searchable as enriched, want %d", len(hits), len(more))
 	}
@@ -356,7 +425,7 @@ func TestElasticsearchRestartMidRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("restarts a dedicated Elasticsearch node (~40 s); skipped with -short")
 	}
-	port := "9251"
+	port := "9261"
 	scripts := filepath.Join(repoRoot(t), "scripts")
 	esEnv := append(os.Environ(), "ES_PORT="+port)
 	run := func(name string, args ...string) {
@@ -397,10 +466,10 @@ func TestElasticsearchRestartMidRun(t *testing.T) {
 			}
 			return make([]enrich.Patch, len(alerts)), nil
 		}}
-	h := newHarness(t, c, m, []string{s.Alias()}, nil, enrich.PipelineStage{Stage: slow})
+	h := newHarness(t, c, m, []string{s.Alias()}, pipelineFor(t, m, nil, enrich.PipelineStage{Stage: slow}))
 	rctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
 	defer cancel()
-	if _, err := h.en.RunOnce(rctx); err != nil {
+	if _, err := h.r.RunOnce(rctx); err != nil {
 		t.Fatal(err)
 	}
 	<-restarted
@@ -419,6 +488,7 @@ func TestElasticsearchRestartMidRun(t *testing.T) {
 	if n := testutil.ToFloat64(m.ESRequests.WithLabelValues("bulk", "error")) +
 		testutil.ToFloat64(m.ESRequests.WithLabelValues("search", "error")) +
 		testutil.ToFloat64(m.ESRequests.WithLabelValues("pit_open", "error")) +
+		testutil.ToFloat64(m.ESRequests.WithLabelValues("state", "error")) +
 		testutil.ToFloat64(m.ESRequests.WithLabelValues("mapping", "error")); n == 0 {
 		t.Fatal("no request failed: Elasticsearch was not down during the run")
 	}
@@ -440,7 +510,7 @@ func TestMinimalPrivileges(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a dedicated security-enabled Elasticsearch node (~30 s); skipped with -short")
 	}
-	port, password := "9252", "enricher-test-pw"
+	port, password := "9262", "enricher-test-pw"
 	scripts := filepath.Join(repoRoot(t), "scripts")
 	env := append(os.Environ(), "ES_PORT="+port, "ES_SECURITY=true", "ES_PASSWORD="+password)
 	run := func(name string, args ...string) {
@@ -462,7 +532,10 @@ func TestMinimalPrivileges(t *testing.T) {
 	role := filepath.Join(t.TempDir(), "role.yml")
 	os.WriteFile(role, []byte(`indices:
   - names: [".alerts-security.alerts-*", ".internal.alerts-security.alerts-*"]
-    privileges: [read, write, view_index_metadata, maintenance, manage]
+    privileges: [read, write, view_index_metadata, manage]
+  - names: [".enricher-state*"]
+    privileges: [read, write, view_index_metadata, create_index]
+    allow_restricted_indices: false
 `), 0o644)
 	readOnly := filepath.Join(t.TempDir(), "reader.yml")
 	os.WriteFile(readOnly, []byte(`indices:
@@ -505,13 +578,13 @@ func TestMinimalPrivileges(t *testing.T) {
 
 	m := metrics.New(prometheus.NewRegistry())
 	reader := newHarness(t, client("reader", "reader-pw"), m, []string{".alerts-security.alerts-" + string(s)}, nil)
-	if _, err := reader.en.Pass(context.Background()); err == nil || !strings.Contains(err.Error(), "security_exception") {
+	if _, err := reader.r.RunOnce(context.Background()); err == nil || !strings.Contains(err.Error(), "security_exception") {
 		t.Fatalf("read-only user: got %v, want a security_exception naming the missing privilege", err)
 	}
 
 	h := newHarness(t, client("enricher", "enricher-pw"), metrics.New(prometheus.NewRegistry()),
 		[]string{".alerts-security.alerts-" + string(s)}, nil)
-	res, err := h.en.RunOnce(context.Background())
+	res, err := h.r.RunOnce(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -536,7 +609,8 @@ func TestPluginNamespaceSearchable(t *testing.T) {
 		t.Fatal(err)
 	}
 	// First without the plugin: the root object gets mapped.
-	if _, err := newHarness(t, c, m, []string{s.Alias()}, nil).en.RunOnce(ctx); err != nil {
+	first := newHarness(t, c, m, []string{s.Alias()}, nil)
+	if _, err := first.r.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
 	asset := &enrich.StageFunc{StageName: "asset", StageNS: "asset", StageFields: []string{"host.name"},
@@ -547,27 +621,11 @@ func TestPluginNamespaceSearchable(t *testing.T) {
 			}
 			return out, nil
 		}}
-	rs, err := rules.LoadBuiltin(rules.Options{Version: "with-asset"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	attack := enrich.NewAttackStage(rs, enrich.AttackOptions{InheritParent: true})
-	p, err := enrich.NewPipeline([]enrich.PipelineStage{{Stage: attack, Required: true}, {Stage: asset}}, "attack_mappings", m, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	en := elastic.NewEnricher(c, p, attack, elastic.Options{Indices: []string{s.Alias()}, BatchSize: 50, InstallMappings: true,
-		ExtraMappings: map[string]map[string]any{"asset": elastic.PluginNamespaceMapping()}}, m, testLogger(t))
-	// Same ruleset hash: only the plugin namespace's mapping is missing, and nothing is
-	// pending; make the alerts pending by marking them as waiting for the new stage.
-	body := `{"doc":{"attack_mappings":{"pending_stages":["asset"]}}}`
-	for _, d := range docs {
-		if code, resp, err := c.Do(ctx, "other", http.MethodPost, "/"+url.PathEscape(s.Alias())+"/_update/"+url.PathEscape(d.ID), nil, []byte(body)); err != nil || code != 200 {
-			t.Fatalf("mark pending: %v %s", err, resp)
-		}
-	}
-	c.Refresh(ctx, []string{s.Alias()})
-	if _, err := en.RunOnce(ctx); err != nil {
+	// A new stage is a new generation: every alert is enriched again, with the plugin.
+	h := newHarnessState(t, c, m, []string{s.Alias()}, pipelineFor(t, m, nil, enrich.PipelineStage{Stage: asset}), first.stateX,
+		elastic.StoreOptions{Indices: []string{s.Alias()}, InstallMappings: true,
+			Namespaces: map[string]map[string]any{"asset": elastic.PluginNamespaceMapping()}}, testOptions())
+	if _, err := h.r.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
 	hits := searchAll(t, c, s.Alias(), map[string]any{"term": map[string]any{"asset.criticality.keyword": "high"}})
@@ -578,8 +636,8 @@ func TestPluginNamespaceSearchable(t *testing.T) {
 		t.Fatalf("%d alerts still pending", len(n))
 	}
 
-	// The inventory loses the owner: the next enrichment clears asset.owner instead of
-	// leaving the old value merged in.
+	// The inventory loses the owner: the next enrichment (a stage pending again) replaces
+	// the whole namespace, so asset.owner goes instead of staying merged in.
 	asset.Func = func(_ context.Context, alerts []*enrich.Alert) ([]enrich.Patch, error) {
 		out := make([]enrich.Patch, len(alerts))
 		for i := range alerts {
@@ -587,11 +645,14 @@ func TestPluginNamespaceSearchable(t *testing.T) {
 		}
 		return out, nil
 	}
+	body := `{"doc":{"attack_mappings":{"pending_stages":["asset"]}}}`
 	for _, d := range docs {
-		c.Do(ctx, "other", http.MethodPost, "/"+url.PathEscape(s.Alias())+"/_update/"+url.PathEscape(d.ID), nil, []byte(body))
+		if code, resp, err := c.Do(ctx, "other", http.MethodPost, "/"+url.PathEscape(s.Alias())+"/_update/"+url.PathEscape(d.ID), nil, []byte(body)); err != nil || code != 200 {
+			t.Fatalf("mark pending: %v %s", err, resp)
+		}
 	}
-	c.Refresh(ctx, []string{s.Alias()})
-	if _, err := en.RunOnce(ctx); err != nil {
+	sample.Refresh(ctx, c, []string{s.Alias()})
+	if _, err := h.r.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if n := searchAll(t, c, s.Alias(), map[string]any{"exists": map[string]any{"field": "asset.owner"}}); len(n) != 0 {
@@ -639,14 +700,30 @@ func TestElasticsearchDownAtStart(t *testing.T) {
 	h := newHarness(t, c, m, []string{s.Alias()}, nil)
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	res, err := h.en.RunOnce(rctx)
+	res, err := h.r.RunOnce(rctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Written != len(docs) {
 		t.Fatalf("written %d of %d", res.Written, len(docs))
 	}
-	if n := testutil.ToFloat64(m.Runs.WithLabelValues("error")); n == 0 {
+	if n := testutil.ToFloat64(m.Passes.WithLabelValues(metrics.PathOnce, "error")); n == 0 {
 		t.Fatal("no failed pass recorded while Elasticsearch was unreachable")
 	}
+}
+
+// rawSource returns an alert's _source bytes as stored (real-time GET).
+func rawSource(t testing.TB, c *elastic.Client, index, id string) json.RawMessage {
+	t.Helper()
+	code, body, err := c.Do(context.Background(), "other", http.MethodGet, "/"+url.PathEscape(index)+"/_doc/"+url.PathEscape(id), nil, nil)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("get %s/%s: %v %s", index, id, err, body)
+	}
+	var r struct {
+		Source json.RawMessage `json:"_source"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r.Source
 }

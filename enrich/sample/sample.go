@@ -17,6 +17,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/enricher-dev/enricher/enrich/elastic"
@@ -68,11 +69,18 @@ var (
 )
 
 // Generate returns n documents spread over the sample sources, deterministically for a
-// seed. Every 25th document carries a malformed technique value (a number, an object, a
-// bad ID) beside a valid one; one in 40 carries only malformed values.
+// seed but for their times: one every 7 seconds, the last one now, so the newest (the last
+// hour's) are the daemon's live path's and the older ones the backfill's. Every 25th
+// document carries a malformed technique value (a number, an object, a bad ID) beside a
+// valid one; one in 40 carries only malformed values.
 func Generate(n int, seed uint64) []Doc {
+	return GenerateAt(n, seed, time.Now().UTC().Truncate(time.Second))
+}
+
+// GenerateAt is Generate with the time of the last document given.
+func GenerateAt(n int, seed uint64, last time.Time) []Doc {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	base := time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)
+	base := last.Add(-time.Duration(n-1) * 7 * time.Second)
 	docs := make([]Doc, 0, n)
 	for i := 0; i < n; i++ {
 		t := techniques[r.IntN(len(techniques))]
@@ -353,9 +361,18 @@ func put(ctx context.Context, c *elastic.Client, path string, body any, q url.Va
 	return nil
 }
 
-// Load indexes docs with _bulk (create or overwrite by ID) and refreshes.
+// Load indexes docs with _bulk (create or overwrite by ID) and refreshes the indices
+// written to.
 func Load(ctx context.Context, c *elastic.Client, docs []Doc) error {
 	const chunk = 2000
+	var written []string
+	seen := map[string]bool{}
+	for _, d := range docs {
+		if !seen[d.Index] {
+			seen[d.Index] = true
+			written = append(written, d.Index)
+		}
+	}
 	for start := 0; start < len(docs); start += chunk {
 		var buf bytes.Buffer
 		for _, d := range docs[start:min(start+chunk, len(docs))] {
@@ -388,5 +405,26 @@ func Load(ctx context.Context, c *elastic.Client, docs []Doc) error {
 			}
 		}
 	}
-	return c.Refresh(ctx, Indices)
+	if len(written) == 0 {
+		return nil
+	}
+	return Refresh(ctx, c, written)
+}
+
+// Refresh makes recent writes on the index patterns visible to search (tests, the demo;
+// the daemon never refreshes).
+func Refresh(ctx context.Context, c *elastic.Client, indices []string) error {
+	q := url.Values{"expand_wildcards": {"open,hidden"}, "ignore_unavailable": {"true"}, "allow_no_indices": {"true"}}
+	parts := make([]string, len(indices))
+	for i, ix := range indices {
+		parts[i] = url.PathEscape(ix)
+	}
+	code, body, err := c.Do(ctx, "other", http.MethodPost, "/"+strings.Join(parts, ",")+"/_refresh", q, nil)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusOK {
+		return fmt.Errorf("refresh: status %d: %s", code, body)
+	}
+	return nil
 }

@@ -1,0 +1,289 @@
+package elastic
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/enricher-dev/enricher/enrich"
+	"github.com/enricher-dev/enricher/enrich/runner"
+)
+
+// DefaultStateIndex is the hidden index where enricher keeps what replicas and restarts
+// share: the registered generations and the backfill checkpoints.
+const DefaultStateIndex = ".enricher-state"
+
+// State is the Elasticsearch runner.StateStore: small documents in one hidden index.
+//
+// Generation numbers: a fingerprint's document (generation-<hash>) holds its number;
+// numbers are claimed with create-only documents (generation-number-<n>), so two
+// daemons registering at once never get the same number, and a new number is above
+// every number registered and every number found on alerts (a state index deleted and
+// created again does not restart the count).
+type State struct {
+	c       *Client
+	index   string
+	alerts  []string
+	version string
+
+	once sync.Mutex
+	made bool
+}
+
+var _ runner.StateStore = (*State)(nil)
+
+// NewState returns the state store in index (DefaultStateIndex when empty); alerts are
+// the alert index patterns (to find the generations already written on alerts).
+func NewState(c *Client, index string, alerts []string, enricherVersion string) *State {
+	if index == "" {
+		index = DefaultStateIndex
+	}
+	return &State{c: c, index: index, alerts: alerts, version: enricherVersion}
+}
+
+// Index returns the state index's name.
+func (s *State) Index() string { return s.index }
+
+// StateMapping is the state index's mapping.
+func StateMapping() map[string]any {
+	kw := map[string]any{"type": "keyword"}
+	return map[string]any{"dynamic": false, "properties": map[string]any{
+		"type": kw, "hash": kw, "key": kw, "rules_version": kw, "enricher_version": kw,
+		"generation": map[string]any{"type": "long"},
+		"updated":    map[string]any{"type": "date"},
+		"value":      map[string]any{"type": "object", "enabled": false},
+	}}
+}
+
+// ensure creates the state index when it does not exist.
+func (s *State) ensure(ctx context.Context) error {
+	s.once.Lock()
+	defer s.once.Unlock()
+	if s.made {
+		return nil
+	}
+	code, body, err := s.c.Do(ctx, "state", http.MethodGet, "/"+url.PathEscape(s.index)+"/_mapping", url.Values{"expand_wildcards": {"all"}}, nil)
+	if err != nil {
+		return fmt.Errorf("check state index %s: %w", s.index, err)
+	}
+	if code == http.StatusNotFound {
+		b, _ := json.Marshal(map[string]any{
+			"settings": map[string]any{"index.hidden": true, "number_of_shards": 1, "auto_expand_replicas": "0-1"},
+			"mappings": StateMapping(),
+		})
+		code, body, err = s.c.Do(ctx, "state", http.MethodPut, "/"+url.PathEscape(s.index), nil, b)
+		if err != nil {
+			return fmt.Errorf("create state index %s: %w", s.index, err)
+		}
+		if code != http.StatusOK && !(code == http.StatusBadRequest && json.Valid(body) && containsType(body, "resource_already_exists_exception")) {
+			return statusError("create state index "+s.index, code, body)
+		}
+	} else if code != http.StatusOK {
+		return statusError("check state index "+s.index, code, body)
+	}
+	s.made = true
+	return nil
+}
+
+func containsType(body []byte, t string) bool {
+	var e struct {
+		Error struct {
+			Type string `json:"type"`
+		} `json:"error"`
+	}
+	return json.Unmarshal(body, &e) == nil && e.Error.Type == t
+}
+
+type stateDoc struct {
+	Type            string          `json:"type"`
+	Hash            string          `json:"hash,omitempty"`
+	Key             string          `json:"key,omitempty"`
+	Generation      int64           `json:"generation,omitempty"`
+	RulesVersion    string          `json:"rules_version,omitempty"`
+	EnricherVersion string          `json:"enricher_version,omitempty"`
+	Updated         time.Time       `json:"updated"`
+	Value           json.RawMessage `json:"value,omitempty"`
+}
+
+func (s *State) get(ctx context.Context, id string) (*stateDoc, error) {
+	code, body, err := s.c.Do(ctx, "state", http.MethodGet, "/"+url.PathEscape(s.index)+"/_doc/"+url.PathEscape(id), nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("read %s/%s: %w", s.index, id, err)
+	}
+	if code == http.StatusNotFound {
+		return nil, nil
+	}
+	if code != http.StatusOK {
+		return nil, statusError("read "+s.index+"/"+id, code, body)
+	}
+	var res struct {
+		Found  bool     `json:"found"`
+		Source stateDoc `json:"_source"`
+	}
+	if err := json.Unmarshal(body, &res); err != nil {
+		return nil, fmt.Errorf("decode %s/%s: %w", s.index, id, err)
+	}
+	if !res.Found {
+		return nil, nil
+	}
+	return &res.Source, nil
+}
+
+// errExists is a create that found the document there already.
+var errExists = errors.New("document exists")
+
+func (s *State) put(ctx context.Context, id string, d stateDoc, create bool) error {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	op := "_doc"
+	if create {
+		op = "_create"
+	}
+	code, body, err := s.c.Do(ctx, "state", http.MethodPut, "/"+url.PathEscape(s.index)+"/"+op+"/"+url.PathEscape(id),
+		url.Values{"refresh": {"true"}}, b)
+	if err != nil {
+		return fmt.Errorf("write %s/%s: %w", s.index, id, err)
+	}
+	switch {
+	case code == http.StatusConflict && create:
+		return errExists
+	case code != http.StatusOK && code != http.StatusCreated:
+		return statusError("write "+s.index+"/"+id, code, body)
+	}
+	return nil
+}
+
+// RegisterGeneration implements runner.StateStore.
+func (s *State) RegisterGeneration(ctx context.Context, g enrich.Generation, root string) (int64, error) {
+	if err := s.ensure(ctx); err != nil {
+		return 0, err
+	}
+	id := "generation-" + g.Hash
+	for tries := 0; tries < 20; tries++ {
+		if d, err := s.get(ctx, id); err != nil {
+			return 0, err
+		} else if d != nil {
+			return d.Generation, nil
+		}
+		top, err := s.maxGeneration(ctx, root)
+		if err != nil {
+			return 0, err
+		}
+		n := top + 1
+		now := time.Now().UTC()
+		if err := s.put(ctx, fmt.Sprintf("generation-number-%d", n), stateDoc{Type: "generation_number", Hash: g.Hash,
+			Generation: n, Updated: now}, true); errors.Is(err, errExists) {
+			continue // taken by another daemon: count again
+		} else if err != nil {
+			return 0, err
+		}
+		err = s.put(ctx, id, stateDoc{Type: "generation", Hash: g.Hash, Generation: n, RulesVersion: g.RulesVersion,
+			EnricherVersion: s.version, Updated: now}, true)
+		if errors.Is(err, errExists) {
+			continue // the same fingerprint registered at the same moment: read its number
+		}
+		if err != nil {
+			return 0, err
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("register generation %s: %w: too many concurrent registrations", g, ErrUnavailable)
+}
+
+// maxGeneration is the largest generation number registered or found on alerts.
+func (s *State) maxGeneration(ctx context.Context, root string) (int64, error) {
+	agg := func(path, field string, q url.Values) (int64, error) {
+		b, _ := json.Marshal(map[string]any{"size": 0, "track_total_hits": false,
+			"aggs": map[string]any{"top": map[string]any{"max": map[string]any{"field": field}}}})
+		code, body, err := s.c.Do(ctx, "state", http.MethodPost, path+"/_search", q, b)
+		if err != nil {
+			return 0, fmt.Errorf("find the newest generation: %w", err)
+		}
+		if code != http.StatusOK {
+			return 0, statusError("find the newest generation", code, body)
+		}
+		var res struct {
+			Aggregations struct {
+				Top struct {
+					Value *float64 `json:"value"`
+				} `json:"top"`
+			} `json:"aggregations"`
+		}
+		if err := json.Unmarshal(body, &res); err != nil {
+			return 0, err
+		}
+		if v := res.Aggregations.Top.Value; v != nil {
+			return int64(*v), nil
+		}
+		return 0, nil
+	}
+	a, err := agg("/"+url.PathEscape(s.index), "generation", nil)
+	if err != nil {
+		return 0, err
+	}
+	b, err := agg("/"+joinIndices(s.alerts), enrich.Under(root, enrich.FieldGeneration), hiddenToo())
+	if err != nil {
+		return 0, err
+	}
+	c, err := agg("/"+joinIndices(s.alerts), enrich.Under(root, enrich.FieldQuarantineGeneration), hiddenToo())
+	if err != nil {
+		return 0, err
+	}
+	return max(a, b, c), nil
+}
+
+// NewestGeneration implements runner.StateStore.
+func (s *State) NewestGeneration(ctx context.Context) (enrich.Generation, error) {
+	if err := s.ensure(ctx); err != nil {
+		return enrich.Generation{}, err
+	}
+	b, _ := json.Marshal(map[string]any{"size": 1, "query": map[string]any{"term": map[string]any{"type": "generation"}},
+		"sort": []any{map[string]any{"generation": "desc"}}})
+	code, body, err := s.c.Do(ctx, "state", http.MethodPost, "/"+url.PathEscape(s.index)+"/_search", nil, b)
+	if err != nil {
+		return enrich.Generation{}, fmt.Errorf("read generations: %w", err)
+	}
+	if code != http.StatusOK {
+		return enrich.Generation{}, statusError("read generations", code, body)
+	}
+	var res struct {
+		Hits struct {
+			Hits []struct {
+				Source stateDoc `json:"_source"`
+			} `json:"hits"`
+		} `json:"hits"`
+	}
+	if err := json.Unmarshal(body, &res); err != nil || len(res.Hits.Hits) == 0 {
+		return enrich.Generation{}, err
+	}
+	d := res.Hits.Hits[0].Source
+	return enrich.Generation{Number: d.Generation, Hash: d.Hash, RulesVersion: d.RulesVersion}, nil
+}
+
+// Load implements runner.StateStore.
+func (s *State) Load(ctx context.Context, key string) ([]byte, error) {
+	if err := s.ensure(ctx); err != nil {
+		return nil, err
+	}
+	d, err := s.get(ctx, "checkpoint-"+key)
+	if err != nil || d == nil {
+		return nil, err
+	}
+	return d.Value, nil
+}
+
+// Save implements runner.StateStore.
+func (s *State) Save(ctx context.Context, key string, value []byte) error {
+	if err := s.ensure(ctx); err != nil {
+		return err
+	}
+	return s.put(ctx, "checkpoint-"+key, stateDoc{Type: "checkpoint", Key: key, Updated: time.Now().UTC(),
+		Value: json.RawMessage(value)}, false)
+}
