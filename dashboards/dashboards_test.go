@@ -279,7 +279,8 @@ func (h *harness) startDaemon(plugins []map[string]any) error {
 	cfg := map[string]any{
 		"elasticsearch": map[string]any{"urls": []string{h.esURL}},
 		"alerts":        map[string]any{"indices": h.indices},
-		"daemon":        map[string]any{"listen": h.daemonAddr, "poll_interval": "1s"},
+		// The sample alerts (loaded after the start) span two hours: all are the live path's.
+		"daemon": map[string]any{"listen": h.daemonAddr, "poll_interval": "1s", "live_window": "24h"},
 	}
 	if plugins != nil {
 		cfg["plugins"] = plugins
