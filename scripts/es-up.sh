@@ -15,6 +15,8 @@
 #                     (8.x: Java 17+, 9.x: Java 21+; the zip bundles no JDK)
 #   ES_SECURITY       false       true: security on, user elastic / $ES_PASSWORD (plain HTTP)
 #   ES_PASSWORD       changeme
+#   ES_TLS_DIR        (unset)     with ES_SECURITY=true: a folder holding http.crt, http.key
+#                                 (PEM) and ca.crt; HTTP is then served over TLS (https://)
 #   ES_START_TIMEOUT  120         seconds to wait for yellow health
 #   ENRICHER_CACHE    $HOME/.cache/enricher
 #   ES_CACHE          overrides where the ES tree and run dirs live (see lib.sh)
@@ -31,6 +33,7 @@ ES_SECURITY=${ES_SECURITY:-false}
 ES_PASSWORD=${ES_PASSWORD:-changeme}
 ES_START_TIMEOUT=${ES_START_TIMEOUT:-120}
 ES_TRANSPORT_PORT=${ES_TRANSPORT_PORT:-}
+ES_TLS_DIR=${ES_TLS_DIR:-}
 
 case $ES_SECURITY in
 true | 1 | yes) ES_SECURITY=true ;;
@@ -46,6 +49,14 @@ URL="http://127.0.0.1:${ES_PORT}"
 CURL_AUTH=()
 if [[ $ES_SECURITY == true ]]; then
 	CURL_AUTH=(-u "elastic:${ES_PASSWORD}")
+fi
+if [[ -n $ES_TLS_DIR ]]; then
+	[[ $ES_SECURITY == true ]] || die "ES_TLS_DIR needs ES_SECURITY=true"
+	for f in http.crt http.key ca.crt; do
+		[[ -r $ES_TLS_DIR/$f ]] || die "ES_TLS_DIR: no readable $ES_TLS_DIR/$f"
+	done
+	URL="https://127.0.0.1:${ES_PORT}"
+	CURL_AUTH+=(--cacert "$ES_TLS_DIR/ca.crt")
 fi
 
 # es_probe: GET the local node's version. Sets PROBE_CODE (000 when nothing
@@ -141,11 +152,20 @@ es_prepare_node "$ES_HOME" "$RUN_DIR" # sets CONF DATA LOGS TMPD PIDFILE CLI_LOG
 	echo "discovery.type: single-node"
 	es_common_settings "$ES_HOME"
 	echo "xpack.security.enabled: $ES_SECURITY"
-	if [[ $ES_SECURITY == true ]]; then
+	if [[ $ES_SECURITY == true && -n $ES_TLS_DIR ]]; then
+		echo "xpack.security.http.ssl.enabled: true"
+		echo "xpack.security.http.ssl.certificate: certs/http.crt"
+		echo "xpack.security.http.ssl.key: certs/http.key"
+		echo "xpack.security.transport.ssl.enabled: false"
+	elif [[ $ES_SECURITY == true ]]; then
 		echo "xpack.security.http.ssl.enabled: false"
 		echo "xpack.security.transport.ssl.enabled: false"
 	fi
 } >"$CONF/elasticsearch.yml"
+if [[ -n $ES_TLS_DIR ]]; then
+	mkdir -p "$CONF/certs"
+	cp "$ES_TLS_DIR/http.crt" "$ES_TLS_DIR/http.key" "$CONF/certs/"
+fi
 : >"$CLI_LOG"
 
 if ((${#RUN_AS[@]})); then

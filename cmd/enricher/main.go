@@ -46,6 +46,7 @@ var commands = map[string]command{
 	"rules":    rulesCommand(),
 	"coverage": coverageCommand(),
 	"requeue":  requeueCommand(),
+	"setup":    setupCommand(),
 }
 
 func main() {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -98,6 +99,9 @@ func (c *Client) Do(ctx context.Context, op, method, path string, q url.Values, 
 	res, err := c.es.Perform(req)
 	if err != nil {
 		c.observe(op, "error", start)
+		if msg := tlsRefusal(err); msg != "" {
+			return 0, nil, fmt.Errorf("%s %s: %w: %s: %w", method, path, ErrRefused, msg, err)
+		}
 		return 0, nil, fmt.Errorf("%s %s: %w: %w", method, path, ErrUnavailable, err)
 	}
 	defer res.Body.Close()
@@ -110,6 +114,32 @@ func (c *Client) Do(ctx context.Context, op, method, path string, q url.Values, 
 		return res.StatusCode, b, fmt.Errorf("%s %s: %w: status %d: %s", method, path, ErrUnavailable, res.StatusCode, errorReason(b))
 	}
 	return res.StatusCode, b, nil
+}
+
+// tlsRefusal says why a TLS handshake failed for a reason that retrying does not cure
+// (a certificate not signed by a trusted CA, a host name the certificate does not name,
+// an expired certificate, plain HTTP spoken to an HTTPS client), or "" for other errors.
+func tlsRefusal(err error) string {
+	var (
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+		verify   *tls.CertificateVerificationError
+		record   tls.RecordHeaderError
+	)
+	switch {
+	case errors.As(err, &hostname):
+		return "TLS: the server's certificate does not name the host in the URL (use a host name or IP address the certificate names)"
+	case errors.As(err, &unknown):
+		return "TLS: the server's certificate is not signed by a trusted CA (set elasticsearch.ca_file to the CA that signed it)"
+	case errors.As(err, &invalid):
+		return "TLS: the server's certificate is not valid (expired, or not for server use)"
+	case errors.As(err, &verify):
+		return "TLS: the server's certificate cannot be verified"
+	case errors.As(err, &record):
+		return "TLS: the server does not speak TLS (use http:// in the URL)"
+	}
+	return ""
 }
 
 func (c *Client) observe(op, code string, start time.Time) {

@@ -3,6 +3,7 @@ package elastic
 import (
 	"context"
 	"encoding/pem"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -37,10 +38,15 @@ func TestCAFileAndAuth(t *testing.T) {
 	}{
 		{"api key and CA", config.Elasticsearch{APIKey: "a2V5", CAFile: ca}, "", "APIKey a2V5"},
 		{"basic auth and CA", config.Elasticsearch{Username: "enricher", Password: "pw", CAFile: ca}, "", "Basic ZW5yaWNoZXI6cHc="},
-		{"no CA", config.Elasticsearch{}, "certificate", ""},
+		{"no CA", config.Elasticsearch{}, "not signed by a trusted CA (set elasticsearch.ca_file", ""},
+		// httptest's certificate names 127.0.0.1, ::1 and example.com, not localhost.
+		{"wrong host name", config.Elasticsearch{CAFile: ca, URLs: []string{strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)}},
+			"does not name the host", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.cfg.URLs = []string{srv.URL}
+			if tc.cfg.URLs == nil {
+				tc.cfg.URLs = []string{srv.URL}
+			}
 			tc.cfg.RequestTimeout = 5 * time.Second
 			c, err := NewClient(tc.cfg, nil)
 			if err != nil {
@@ -51,6 +57,9 @@ func TestCAFileAndAuth(t *testing.T) {
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want one about the %s", err, tc.wantErr)
+				}
+				if !errors.Is(err, ErrRefused) {
+					t.Fatalf("err = %v, want ErrRefused (retrying does not fix a certificate)", err)
 				}
 				return
 			}

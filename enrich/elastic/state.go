@@ -60,8 +60,9 @@ func StateMapping() map[string]any {
 	}}
 }
 
-// ensure creates the state index when it does not exist.
-func (s *State) ensure(ctx context.Context) error {
+// Ensure creates the state index when it does not exist (`enricher setup` does it once;
+// the daemon checks it at start).
+func (s *State) Ensure(ctx context.Context) error {
 	s.once.Lock()
 	defer s.once.Unlock()
 	if s.made {
@@ -162,7 +163,7 @@ func (s *State) put(ctx context.Context, id string, d stateDoc, create bool) err
 
 // RegisterGeneration implements runner.StateStore.
 func (s *State) RegisterGeneration(ctx context.Context, g enrich.Generation, root string) (int64, error) {
-	if err := s.ensure(ctx); err != nil {
+	if err := s.Ensure(ctx); err != nil {
 		return 0, err
 	}
 	id := "generation-" + g.Hash
@@ -241,7 +242,7 @@ func (s *State) maxGeneration(ctx context.Context, root string) (int64, error) {
 
 // NewestGeneration implements runner.StateStore.
 func (s *State) NewestGeneration(ctx context.Context) (enrich.Generation, error) {
-	if err := s.ensure(ctx); err != nil {
+	if err := s.Ensure(ctx); err != nil {
 		return enrich.Generation{}, err
 	}
 	b, _ := json.Marshal(map[string]any{"size": 1, "query": map[string]any{"term": map[string]any{"type": "generation"}},
@@ -269,7 +270,7 @@ func (s *State) NewestGeneration(ctx context.Context) (enrich.Generation, error)
 
 // Load implements runner.StateStore.
 func (s *State) Load(ctx context.Context, key string) ([]byte, error) {
-	if err := s.ensure(ctx); err != nil {
+	if err := s.Ensure(ctx); err != nil {
 		return nil, err
 	}
 	d, err := s.get(ctx, "checkpoint-"+key)
@@ -281,7 +282,7 @@ func (s *State) Load(ctx context.Context, key string) ([]byte, error) {
 
 // Save implements runner.StateStore.
 func (s *State) Save(ctx context.Context, key string, value []byte) error {
-	if err := s.ensure(ctx); err != nil {
+	if err := s.Ensure(ctx); err != nil {
 		return err
 	}
 	return s.put(ctx, "checkpoint-"+key, stateDoc{Type: "checkpoint", Key: key, Updated: time.Now().UTC(),

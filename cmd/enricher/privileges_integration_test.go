@@ -1,0 +1,319 @@
+//go:build integration
+
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/enricher-dev/enricher/enrich/config"
+	"github.com/enricher-dev/enricher/enrich/elastic"
+	"github.com/enricher-dev/enricher/enrich/sample"
+)
+
+// testCA is a certificate authority made by the test, and the server certificate it
+// signs for 127.0.0.1.
+type testCA struct {
+	dir string // ca.crt, http.crt, http.key (what es-up.sh's ES_TLS_DIR wants)
+}
+
+func newTestCA(t *testing.T, dir string) testCA {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "enricher test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, // not "localhost": the host-name check is tested
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	write := func(name, typ string, b []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("ca.crt", "CERTIFICATE", caDER)
+	write("http.crt", "CERTIFICATE", der)
+	write("http.key", "PRIVATE KEY", keyDER)
+	return testCA{dir: dir}
+}
+
+func (c testCA) caFile() string { return filepath.Join(c.dir, "ca.crt") }
+
+// TestLeastPrivilegeOverHTTPS: on a security-enabled node serving HTTPS with a certificate
+// from a CA the test made, `enricher setup` (administrator) maps the fields and creates the
+// state index; the daemon then enriches everything as a user holding only the role
+// `setup --print-role daemon` prints, and maps a rolled-over index itself. That user
+// cannot delete an index or a document, read an index outside the patterns, create an
+// index, change settings or add an alias. A wrong password, an unknown API key, a wrong CA
+// and a wrong host name give clear errors at once, and /readyz fails.
+func TestLeastPrivilegeOverHTTPS(t *testing.T) {
+	port, password := "9263", "enricher-admin-pw"
+	ca := newTestCA(t, filepath.Join(t.TempDir(), "tls"))
+	wrongCA := newTestCA(t, filepath.Join(t.TempDir(), "other"))
+	scripts := filepath.Join("..", "..", "scripts")
+	env := append(os.Environ(), "ES_PORT="+port, "ES_SECURITY=true", "ES_PASSWORD="+password, "ES_TLS_DIR="+ca.dir)
+	script := func(name string, args ...string) error {
+		cmd := exec.Command(filepath.Join(scripts, name), args...)
+		cmd.Env = env
+		cmd.Stderr = os.Stderr
+		return cmd.Run()
+	}
+	_ = script("es-down.sh", "--wipe")
+	if err := script("es-up.sh"); err != nil {
+		t.Fatalf("es-up.sh with TLS: %v", err)
+	}
+	t.Cleanup(func() { _ = script("es-down.sh", "--wipe") })
+
+	esURL := "https://127.0.0.1:" + port
+	client := func(cfg config.Elasticsearch) *elastic.Client {
+		t.Helper()
+		if cfg.URLs == nil {
+			cfg.URLs = []string{esURL}
+		}
+		if cfg.CAFile == "" {
+			cfg.CAFile = ca.caFile()
+		}
+		cfg.RequestTimeout = 30 * time.Second
+		c, err := elastic.NewClient(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	ctx := context.Background()
+	admin := client(config.Elasticsearch{Username: "elastic", Password: password})
+	do := func(c *elastic.Client, method, path string, body any) (int, []byte) {
+		t.Helper()
+		var b []byte
+		if body != nil {
+			b, _ = json.Marshal(body)
+		}
+		var q url.Values
+		if strings.HasSuffix(path, "/_search") {
+			q = url.Values{"expand_wildcards": {"open,hidden"}}
+		}
+		code, resp, err := c.Do(ctx, "other", method, path, q, b)
+		if err != nil && code == 0 {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		return code, resp
+	}
+
+	s := sample.KibanaSpace("lp")
+	if err := sample.SetupKibana(ctx, admin, s); err != nil {
+		t.Fatal(err)
+	}
+	var docs []sample.Doc
+	for _, d := range sample.Generate(400, 9) {
+		if d.Index == sample.KibanaAlias && len(docs) < 150 {
+			d.Index = s.Alias()
+			docs = append(docs, d)
+		}
+	}
+	if err := sample.Load(ctx, admin, docs); err != nil {
+		t.Fatal(err)
+	}
+	if err := sample.Load(ctx, admin, []sample.Doc{{Index: "other-index", ID: "1", Source: map[string]any{"secret": "x"}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	cfgFor := func(auth string, caFile string, host string) string {
+		return writeConfig(t, fmt.Sprintf("elasticsearch: {urls: [%q], ca_file: %q, %s}\nalerts: {indices: [%q]}\n",
+			"https://"+host+":"+port, caFile, auth, s.Alias()))
+	}
+	adminCfg := cfgFor(fmt.Sprintf("username: elastic, password: %q", password), ca.caFile(), "127.0.0.1")
+	run := func(cfg string, args ...string) (string, int) {
+		t.Helper()
+		cmd := exec.Command(binPath, append(args, "--config", cfg)...)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), code
+	}
+
+	// setup, as the administrator.
+	if out, code := run(adminCfg, "setup"); code != 0 || !strings.Contains(out, "1 mapped") {
+		t.Fatalf("setup: exit %d\n%s", code, out)
+	}
+	roleJSON, code := run(adminCfg, "setup", "--print-role", "daemon")
+	if code != 0 {
+		t.Fatalf("print-role: %d %s", code, roleJSON)
+	}
+	// API keys need the security index, which the minimal build cannot create (no
+	// analysis-common module): the daemon's credential is a file-realm user holding
+	// exactly the printed role, which is what an API key's role_descriptors would hold.
+	newUser := func(user, pw, roleName, roleJSON string) {
+		t.Helper()
+		var role map[string]any
+		if err := json.Unmarshal([]byte(roleJSON), &role); err != nil {
+			t.Fatalf("print-role printed %q: %v", roleJSON, err)
+		}
+		f := filepath.Join(t.TempDir(), roleName+".yml")
+		os.WriteFile(f, []byte(roleJSON), 0o644) // JSON is YAML: es-user.sh indents it under the role name
+		if err := script("es-user.sh", user, pw, roleName, f); err != nil {
+			t.Fatalf("es-user.sh %s: %v", user, err)
+		}
+		// The file realm re-reads users and roles within seconds, not together: wait
+		// until the user holds the role's read privilege on the alerts.
+		c := client(config.Elasticsearch{Username: user, Password: pw})
+		probe, _ := json.Marshal(map[string]any{"index": []any{map[string]any{"names": []string{s.Alias()}, "privileges": []string{"read"}}}})
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			code, resp, err := c.Do(ctx, "other", http.MethodPost, "/_security/user/_has_privileges", nil, probe)
+			var r struct {
+				All bool `json:"has_all_requested"`
+			}
+			if err == nil && code == http.StatusOK && json.Unmarshal(resp, &r) == nil && r.All {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("user %s cannot authenticate: %v %d", user, err, code)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	newUser("enricher", "daemon-pw", "enricher_daemon", roleJSON)
+	daemonCfg := cfgFor(`username: enricher, password: daemon-pw`, ca.caFile(), "127.0.0.1")
+
+	// The daemon enriches everything with the least-privilege key.
+	if out, code := run(daemonCfg, "run", "--once", "--listen", freeAddr(t)); code != 0 {
+		t.Fatalf("run --once with the daemon key: exit %d\n%s", code, out)
+	}
+	enriched := func() int {
+		sample.Refresh(ctx, admin, []string{s.Alias()})
+		b, _ := json.Marshal(map[string]any{"query": map[string]any{"exists": map[string]any{"field": "attack_mappings.ruleset.generation"}}})
+		code, resp, err := admin.Do(ctx, "other", http.MethodPost, "/"+s.Alias()+"/_count", url.Values{"expand_wildcards": {"open,hidden"}}, b)
+		var r struct{ Count int }
+		if err != nil || code != 200 || json.Unmarshal(resp, &r) != nil {
+			t.Fatalf("count: %v %s", err, resp)
+		}
+		return r.Count
+	}
+	if n := enriched(); n != len(docs) {
+		t.Fatalf("%d of %d alerts enriched with the daemon key", n, len(docs))
+	}
+
+	// What the key cannot do.
+	dk := client(config.Elasticsearch{Username: "enricher", Password: "daemon-pw"})
+	for _, tc := range []struct {
+		what, method, path string
+		body               any
+	}{
+		{"delete an alert index", http.MethodDelete, "/" + s.Backing(), nil},
+		{"delete an alert", http.MethodDelete, "/" + s.Backing() + "/_doc/" + url.PathEscape(docs[0].ID), nil},
+		{"read an index outside the patterns", http.MethodPost, "/other-index/_search", map[string]any{}},
+		{"create an index", http.MethodPut, "/" + s.Alias() + "-new", nil},
+		{"change index settings", http.MethodPut, "/" + s.Backing() + "/_settings", map[string]any{"index.blocks.write": true}},
+		{"add an alias", http.MethodPut, "/" + s.Backing() + "/_alias/stolen", nil},
+	} {
+		if code, resp := do(dk, tc.method, tc.path, tc.body); code != http.StatusForbidden {
+			t.Errorf("the daemon key can %s: %d %.300s", tc.what, code, resp)
+		}
+	}
+	// What the README says it can: Elasticsearch's index privilege includes the
+	// put-mapping action (no role updates documents without it).
+	if code, resp := do(dk, http.MethodPut, "/"+s.Backing()+"/_mapping", map[string]any{"properties": map[string]any{
+		"attack_mappings": map[string]any{"properties": map[string]any{"probe": map[string]any{"type": "keyword"}}}}}); code != http.StatusOK {
+		t.Errorf("the README says the index privilege includes put mapping, but: %d %.300s", code, resp)
+	}
+
+	// Rollover: the new backing index lacks enricher's fields; the daemon maps it itself.
+	if code, resp := do(admin, http.MethodPost, "/"+s.Alias()+"/_rollover", map[string]any{}); code != 200 {
+		t.Fatalf("rollover: %d %s", code, resp)
+	}
+	late := sample.Doc{Index: s.Alias(), ID: "after-rollover", Source: map[string]any{}}
+	for k, v := range docs[0].Source {
+		late.Source[k] = v
+	}
+	late.Source["@timestamp"] = time.Now().UTC().Format(time.RFC3339)
+	if err := sample.Load(ctx, admin, []sample.Doc{late}); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := run(daemonCfg, "run", "--once", "--listen", freeAddr(t)); code != 0 || !strings.Contains(out, "put field mappings") {
+		t.Fatalf("after rollover: exit %d, want 0 with the new index mapped\n%s", code, out)
+	}
+	if n := enriched(); n != len(docs)+1 {
+		t.Fatalf("%d of %d alerts enriched after rollover", n, len(docs)+1)
+	}
+
+	// Refusals: each ends run --once at once (exit 1) with the cause named.
+	wrongPassword := cfgFor(`username: enricher, password: not-the-password`, ca.caFile(), "127.0.0.1")
+	for _, tc := range []struct{ name, cfg, want string }{
+		{"wrong password", wrongPassword, "authentication failed"},
+		{"unknown API key", cfgFor(`api_key: "dW5rbm93bjprZXk="`, ca.caFile(), "127.0.0.1"), "authentication failed"},
+		{"wrong CA", cfgFor(`username: enricher, password: daemon-pw`, wrongCA.caFile(), "127.0.0.1"), "not signed by a trusted CA"},
+		{"wrong host name", cfgFor(`username: enricher, password: daemon-pw`, ca.caFile(), "localhost"), "does not name the host"},
+	} {
+		start := time.Now()
+		out, code := run(tc.cfg, "run", "--once", "--listen", freeAddr(t))
+		if code != 1 || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: exit %d, want 1 and %q:\n%s", tc.name, code, tc.want, out)
+		}
+		if d := time.Since(start); d > 20*time.Second {
+			t.Errorf("%s: run --once took %s to give up", tc.name, d)
+		}
+	}
+
+	// The daemon with a refused credential stays up, and /readyz fails with the reason.
+	addr := freeAddr(t)
+	cmd := exec.Command(binPath, "run", "--config", wrongPassword, "--listen", addr)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	var body string
+	waitFor(t, "/readyz to fail with the reason", 30*time.Second, func() bool {
+		res, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		body = string(b)
+		return res.StatusCode == http.StatusServiceUnavailable && strings.Contains(body, "authentication failed")
+	}, &stderr)
+	t.Logf("/readyz with a refused credential: %s", strings.TrimSpace(body))
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/enricher-dev/enricher/dashboards"
+	"github.com/enricher-dev/enricher/enrich/elastic"
+)
+
+func setupCommand() command {
+	return command{summary: "with an administrator's key: map enricher's fields, create the state index, import Kibana objects", run: runSetup}
+}
+
+// runSetup does, once and with administrator rights, what the daemon's least-privilege
+// key may not: put enricher's field mappings on every alert index the patterns match,
+// create the state index, and (with --kibana-url) import the Kibana saved objects.
+// --print-role prints the daemon's role instead and touches nothing.
+func runSetup(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet("setup", e)
+	cfgPath := fs.String("config", "", "config file (YAML); the credentials must be an administrator's")
+	printRole := fs.String("print-role", "", "print a role descriptor and exit: daemon or setup")
+	kibanaURL := fs.String("kibana-url", "", "import the Kibana saved objects into this Kibana (e.g. https://kibana:5601)")
+	kibanaSpace := fs.String("kibana-space", "default", "Kibana space to import into")
+	kibanaCA := fs.String("kibana-ca-file", "", "PEM file of CA certificates to trust for Kibana (default: the system's)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected arguments: %v", fs.Args())
+	}
+	cfg, err := loadConfig(*cfgPath, "")
+	if err != nil {
+		return err
+	}
+	if *printRole != "" {
+		var role map[string]any
+		switch *printRole {
+		case "daemon":
+			role = elastic.DaemonRole(cfg.Alerts.Indices, cfg.Daemon.StateIndex)
+		case "setup":
+			role = elastic.SetupRole(cfg.Alerts.Indices, cfg.Daemon.StateIndex)
+		default:
+			return usagef("--print-role %q: want daemon or setup", *printRole)
+		}
+		b, _ := json.MarshalIndent(role, "", "  ")
+		fmt.Fprintln(e.stdout, string(b))
+		return nil
+	}
+	log, err := newLogger(e.stderr, "text", "warn")
+	if err != nil {
+		return err
+	}
+	rs, err := loadRules(ctx, cfg)
+	if err != nil {
+		return usageError{err}
+	}
+	// The plugins are started once to learn the namespaces they write (mapped too).
+	parts, err := buildPipeline(ctx, cfg, rs, nil, prometheus.NewRegistry(), log)
+	if err != nil {
+		return err
+	}
+	defer parts.close(context.WithoutCancel(ctx))
+	client, err := elastic.NewClient(cfg.Elasticsearch, nil)
+	if err != nil {
+		return usageError{err}
+	}
+	install := true
+	cfg.Output.InstallMappings = &install
+	store, state := newStore(client, cfg, parts, log)
+	if err := state.Ensure(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "state index %s: ready\n", state.Index())
+	ready, problems, err := store.Prepare(ctx, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "alert indices matching %v: %d mapped\n", cfg.Alerts.Indices, len(ready))
+	var errs []error
+	for _, p := range problems {
+		fmt.Fprintf(e.stdout, "  %s: %s: %s\n", p.Index, p.Reason, p.Detail)
+		errs = append(errs, p)
+	}
+	if *kibanaURL != "" {
+		hc, err := kibanaHTTPClient(*kibanaCA)
+		if err != nil {
+			return usageError{err}
+		}
+		auth := dashboards.KibanaAuth{APIKey: e.getenv("KIBANA_API_KEY"), Username: e.getenv("KIBANA_USERNAME"), Password: e.getenv("KIBANA_PASSWORD")}
+		if auth.APIKey == "" && auth.Username == "" {
+			auth = dashboards.KibanaAuth{APIKey: cfg.Elasticsearch.APIKey, Username: cfg.Elasticsearch.Username, Password: cfg.Elasticsearch.Password}
+		}
+		res, err := dashboards.ImportKibana(ctx, hc, *kibanaURL, *kibanaSpace, auth)
+		for _, r := range res {
+			fmt.Fprintf(e.stdout, "kibana: %s: %d objects imported into space %s\n", r.File, r.Objects, *kibanaSpace)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// kibanaHTTPClient trusts caFile's certificates when given.
+func kibanaHTTPClient(caFile string) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--kibana-ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--kibana-ca-file %s: no PEM certificates found", caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Transport: tr, Timeout: 60 * time.Second}, nil
+}

@@ -1,0 +1,54 @@
+package elastic
+
+import "strings"
+
+// Privileges of the two roles enricher's work is split into: setup (run once, with an
+// administrator's key) and the daemon (read and update alerts, nothing else).
+
+// backingPatterns adds, for each Kibana alerts alias or pattern (.alerts-*), the pattern
+// of its concrete backing indices (.internal.alerts-…-000001): writes go to the hit's
+// _index, and privileges on an alias do not cover its indices.
+func backingPatterns(patterns []string) []string {
+	out := make([]string, 0, 2*len(patterns))
+	for _, p := range patterns {
+		out = append(out, p)
+		if strings.HasPrefix(p, ".alerts-") {
+			b := ".internal" + p
+			if !strings.HasSuffix(b, "*") {
+				b += "-*"
+			}
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// DaemonRole is the role descriptor (the body of PUT _security/role/<name>, or one entry
+// of an API key's role_descriptors) for the daemon: search, point in time and update of
+// the alerts, and of its state documents. It cannot delete an index or a document, read
+// an index outside the patterns, create an index or change settings. Elasticsearch's
+// index privilege includes the put-mapping action, so the daemon maps its fields on
+// rolled-over indices itself.
+func DaemonRole(alertPatterns []string, stateIndex string) map[string]any {
+	alerts := []string{"read", "index", "view_index_metadata"}
+	return map[string]any{
+		"cluster": []string{},
+		"indices": []any{
+			map[string]any{"names": backingPatterns(alertPatterns), "privileges": alerts},
+			map[string]any{"names": []string{stateIndex}, "privileges": []string{"read", "index", "view_index_metadata"},
+				"allow_restricted_indices": false},
+		},
+	}
+}
+
+// SetupRole is the role `enricher setup` needs: put mappings on the alert indices and
+// create the state index.
+func SetupRole(alertPatterns []string, stateIndex string) map[string]any {
+	return map[string]any{
+		"cluster": []string{},
+		"indices": []any{
+			map[string]any{"names": backingPatterns(alertPatterns), "privileges": []string{"view_index_metadata", "manage"}},
+			map[string]any{"names": []string{stateIndex}, "privileges": []string{"read", "index", "view_index_metadata", "create_index"}},
+		},
+	}
+}
