@@ -233,6 +233,15 @@ scrape_configs:
 		docs[i].Index = rename[docs[i].Index]
 		h.docIDs[docs[i].ID] = true
 	}
+	// One alert larger than daemon.max_alert_bytes: quarantined at once, so the
+	// quarantined-alerts search has something to show.
+	big := sample.Doc{Index: docs[0].Index, ID: "oversized-alert", Source: map[string]any{}}
+	for k, v := range docs[0].Source {
+		big.Source[k] = v
+	}
+	big.Source["message"] = strings.Repeat("x", 2*maxAlertBytes)
+	docs = append(docs, big)
+	h.docIDs[big.ID] = true
 	if err := sample.Load(ctx, client, docs); err != nil {
 		return fmt.Errorf("load sample alerts: %w", err)
 	}
@@ -275,12 +284,15 @@ func (h *harness) buildPlugin() ([]map[string]any, error) {
 	}}, nil
 }
 
+// maxAlertBytes is the daemon's daemon.max_alert_bytes here: above every sample alert.
+const maxAlertBytes = 256 << 10
+
 func (h *harness) startDaemon(plugins []map[string]any) error {
 	cfg := map[string]any{
 		"elasticsearch": map[string]any{"urls": []string{h.esURL}},
 		"alerts":        map[string]any{"indices": h.indices},
 		// The sample alerts (loaded after the start) span two hours: all are the live path's.
-		"daemon": map[string]any{"listen": h.daemonAddr, "poll_interval": "1s", "live_window": "24h"},
+		"daemon": map[string]any{"listen": h.daemonAddr, "poll_interval": "1s", "live_window": "24h", "max_alert_bytes": maxAlertBytes},
 	}
 	if plugins != nil {
 		cfg["plugins"] = plugins

@@ -60,6 +60,7 @@ var labels = map[string]string{
 	"attack_mappings.problems.reason":           "Enrichment problem",
 	"attack_mappings.ruleset.version":           "Ruleset version",
 	"attack_mappings.enriched_at":               "Enriched at",
+	"attack_mappings.quarantine.reason":         "Quarantine reason",
 }
 
 func dataView(id, name, title string) obj {
@@ -238,6 +239,11 @@ func objects() []obj {
 			dvAll, `attack_mappings.problems.reason : *`,
 			[]string{"attack_mappings.status", "attack_mappings.problems.field", "attack_mappings.problems.value", "attack_mappings.problems.reason"}),
 
+		savedSearch("enricher-search-quarantined", "Quarantined alerts",
+			"Alerts enricher gave up on after its attempt budget (or at once, when larger than daemon.max_alert_bytes): the reason and the attempts. Requeue them with `enricher requeue` once the cause is fixed.",
+			dvAll, `attack_mappings.status : "quarantined"`,
+			[]string{"attack_mappings.quarantine.reason", "attack_mappings.quarantine.attempts", "attack_mappings.quarantine.at", "attack_mappings.quarantine.generation"}),
+
 		lens("enricher-lens-by-nist-control", "Alerts by NIST 800-53 control",
 			"Alerts per NIST SP 800-53 control mapped to their techniques (an alert counts once per control).",
 			dvAll, "lnsXY", `attack_mappings.controls.framework : "nist_800_53"`,
@@ -285,6 +291,7 @@ func objects() []obj {
 				{"enricher-lens-t1021-002-users", "lens", 16, 30, 16, 15},
 				{"enricher-lens-no-detection", "lens", 32, 30, 16, 15},
 				{"enricher-search-open-t1021-002", "search", 0, 45, 48, 18},
+				{"enricher-search-quarantined", "search", 0, 63, 48, 12},
 			}),
 	}
 }

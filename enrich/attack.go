@@ -23,10 +23,14 @@ const (
 	StatusNoTechnique = "no_technique"
 )
 
-// maxCachedTechniqueSets bounds the cache of pre-built documents. Real alerts carry a few
-// hundred distinct technique sets; with every CTID framework loaded one document is tens of
-// kilobytes, so the bound keeps the cache under ~100 MB even on adversarial input.
-const maxCachedTechniqueSets = 2048
+// The cache of pre-built documents is bounded by entries and by bytes. Real alerts carry a
+// few hundred distinct technique sets of a few kilobytes each; crafted alerts can carry
+// sets whose document is megabytes (every framework, hundreds of techniques), so the byte
+// bound is what keeps memory flat.
+const (
+	maxCachedTechniqueSets = 2048
+	maxCachedBytes         = 32 << 20
+)
 
 // AttackStageName is the name of the built-in ATT&CK mapping stage.
 const AttackStageName = "attack"
@@ -45,8 +49,9 @@ type AttackStage struct {
 	inherit bool
 	now     func() time.Time
 
-	mu    sync.RWMutex
-	cache map[string]*staticDoc // technique set -> technique-dependent part of the document
+	mu         sync.RWMutex
+	cache      map[string]*staticDoc // technique set -> technique-dependent part of the document
+	cacheBytes int                   // keys and documents in cache
 }
 
 var _ Stage = (*AttackStage)(nil)
@@ -144,11 +149,16 @@ func (s *AttackStage) static(ids []string) *staticDoc {
 		return d
 	}
 	d = s.build(ids)
+	size := len(key) + len(d.json)
+	if size > maxCachedBytes/64 {
+		return d // too large to keep: built again when seen again
+	}
 	s.mu.Lock()
-	if len(s.cache) >= maxCachedTechniqueSets { // bound memory on pathological input
-		s.cache = map[string]*staticDoc{}
+	if len(s.cache) >= maxCachedTechniqueSets || s.cacheBytes+size > maxCachedBytes {
+		s.cache, s.cacheBytes = map[string]*staticDoc{}, 0
 	}
 	s.cache[key] = d
+	s.cacheBytes += size
 	s.mu.Unlock()
 	return d
 }

@@ -3,6 +3,7 @@ package enrich
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -63,5 +64,21 @@ func TestAttackStageKibanaAlert(t *testing.T) {
 	}
 	if len(r.Unmapped) != 1 || r.Unmapped[0] != "T1021" {
 		t.Fatalf("unmapped %v", r.Unmapped)
+	}
+}
+
+// The document cache stays within its entry and byte bounds on alerts that each carry
+// another technique set, and its byte count is exact.
+func TestAttackCacheBounded(t *testing.T) {
+	st := NewAttackStage(builtin(t), AttackOptions{})
+	for i := range 5000 {
+		st.static([]string{"T1021.002", fmt.Sprintf("T%04d", 1000+i%9000), fmt.Sprintf("T1059.%03d", i%1000)})
+	}
+	sum := 0
+	for k, d := range st.cache {
+		sum += len(k) + len(d.json)
+	}
+	if len(st.cache) > maxCachedTechniqueSets || st.cacheBytes > maxCachedBytes || sum != st.cacheBytes {
+		t.Fatalf("cache: %d entries, %d bytes counted, %d bytes held", len(st.cache), st.cacheBytes, sum)
 	}
 }

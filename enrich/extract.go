@@ -2,6 +2,7 @@ package enrich
 
 import (
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -69,20 +70,85 @@ func NewExtractor(fields []Field) *Extractor {
 	return &Extractor{root: root}
 }
 
-// Extract returns the distinct, normalized technique IDs found in src, sorted, and the
-// values that were skipped.
+// Bounds on what one alert can make enricher do and write. Real alerts carry a handful of
+// technique IDs; these stop a crafted one from costing time with the square of its IDs or
+// from growing ten times on write-back.
+const (
+	// MaxTechniqueIDs is the number of distinct technique IDs looked up per alert; more
+	// are reported once (ReasonTooMany) and ignored.
+	MaxTechniqueIDs = 256
+	// MaxProblems is the number of skipped values reported per alert; the rest are
+	// counted in one last problem (ReasonTruncated).
+	MaxProblems = 32
+)
+
+// Extract returns the distinct, normalized technique IDs found in src, sorted (at most
+// MaxTechniqueIDs), and the values that were skipped (at most MaxProblems+2 entries: the truncation and the too-many counts come last).
 func (x *Extractor) Extract(src map[string]any) (ids []string, problems []Problem) {
 	var st extractState
 	st.walkMap(src, x.root)
 	if len(st.ids) > 1 {
 		sort.Strings(st.ids)
 	}
+	if st.tooMany > 0 {
+		st.problems = append(st.problems, Problem{Field: st.tooManyField, Value: strconv.Itoa(st.tooMany) + " more distinct IDs", Reason: ReasonTooMany})
+	}
+	if st.dropped > 0 {
+		st.problems = append(st.problems, Problem{Value: strconv.Itoa(st.dropped) + " more", Reason: ReasonTruncated})
+	}
 	return st.ids, st.problems
 }
 
 type extractState struct {
-	ids      []string
-	problems []Problem
+	ids          []string
+	seen         map[string]struct{} // once ids is long enough for a linear scan to cost
+	tooMany      int
+	tooManyField string
+	problems     []Problem
+	dropped      int
+}
+
+func (st *extractState) problem(p Problem) {
+	if len(st.problems) >= MaxProblems {
+		st.dropped++
+		return
+	}
+	st.problems = append(st.problems, p)
+}
+
+// addID adds id once; past MaxTechniqueIDs it counts instead.
+func (st *extractState) addID(id string, f Field) {
+	if st.seen == nil && len(st.ids) < 16 {
+		for _, x := range st.ids {
+			if x == id {
+				return
+			}
+		}
+	} else {
+		if st.seen == nil {
+			st.seen = make(map[string]struct{}, 2*len(st.ids))
+			for _, x := range st.ids {
+				st.seen[x] = struct{}{}
+			}
+		}
+		if _, ok := st.seen[id]; ok {
+			return
+		}
+	}
+	if len(st.ids) >= MaxTechniqueIDs {
+		if st.tooMany == 0 {
+			st.tooManyField = f.Path
+		}
+		st.tooMany++
+		if st.seen != nil {
+			st.seen[id] = struct{}{} // counted once
+		}
+		return
+	}
+	st.ids = append(st.ids, id)
+	if st.seen != nil {
+		st.seen[id] = struct{}{}
+	}
 }
 
 func (st *extractState) walkMap(m map[string]any, n *trieNode) {
@@ -121,13 +187,13 @@ func (st *extractState) leaf(v any, f Field) {
 		id, ok, problem := readID(x, f.Kind)
 		switch {
 		case problem:
-			st.problems = append(st.problems, Problem{Field: f.Path, Value: short(x), Reason: ReasonNotTechnique})
+			st.problem(Problem{Field: f.Path, Value: short(x), Reason: ReasonNotTechnique})
 		case ok:
-			st.ids = appendUnique(st.ids, id)
+			st.addID(id, f)
 		}
 	case nil:
 	default:
-		st.problems = append(st.problems, Problem{Field: f.Path, Value: short(v), Reason: ReasonWrongType})
+		st.problem(Problem{Field: f.Path, Value: short(v), Reason: ReasonWrongType})
 	}
 }
 

@@ -41,6 +41,12 @@ var DefaultFields = []Field{
 const (
 	ReasonWrongType    = "wrong_type"
 	ReasonNotTechnique = "not_technique_id"
+	// ReasonTooMany: the alert carries more distinct technique IDs than MaxTechniqueIDs;
+	// the rest are not looked up.
+	ReasonTooMany = "too_many_techniques"
+	// ReasonTruncated: more values were skipped than MaxProblems; Value says how many
+	// more.
+	ReasonTruncated = "problems_truncated"
 )
 
 // Problem is a value in a technique field that could not be read as an ATT&CK ID.

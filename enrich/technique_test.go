@@ -2,6 +2,7 @@ package enrich
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -114,5 +115,40 @@ func TestValuesSpellings(t *testing.T) {
 	}
 	if got := Values(src, "h.x.y"); !reflect.DeepEqual(got, []any{"c", "d", "e"}) {
 		t.Fatalf("h.x.y: %v", got)
+	}
+}
+
+// A crafted alert with 100k distinct technique IDs and 10k bad values: the IDs looked up
+// and the problems reported are bounded, and the rest is counted, not dropped silently.
+func TestExtractBounds(t *testing.T) {
+	ids := make([]any, 0, 100000)
+	for i := range 100000 {
+		ids = append(ids, fmt.Sprintf("T%04d.%03d", 1000+i/1000, i%1000))
+	}
+	bad := make([]any, 0, 10000)
+	for i := range 10000 {
+		bad = append(bad, fmt.Sprintf("not-an-id-%d", i))
+	}
+	src := map[string]any{"threat": map[string]any{"technique": map[string]any{"id": ids, "subtechnique": map[string]any{"id": bad}}}}
+	x := NewExtractor(DefaultFields)
+	got, problems := x.Extract(src)
+	if len(got) != MaxTechniqueIDs {
+		t.Fatalf("%d IDs, want %d", len(got), MaxTechniqueIDs)
+	}
+	if len(problems) != MaxProblems+2 {
+		t.Fatalf("%d problems, want %d", len(problems), MaxProblems+2)
+	}
+	last := problems[len(problems)-1]
+	if last.Reason != ReasonTruncated || last.Value != "9968 more" {
+		t.Fatalf("last problem %+v, want %s with the count (10000 bad - 32 kept)", last, ReasonTruncated)
+	}
+	var tooMany bool
+	for _, p := range problems {
+		if p.Reason == ReasonTooMany {
+			tooMany = p.Value == "99744 more distinct IDs" && p.Field == "threat.technique.id"
+		}
+	}
+	if !tooMany {
+		t.Fatalf("no %s problem naming the field and the count: %+v", ReasonTooMany, problems[:3])
 	}
 }

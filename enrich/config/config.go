@@ -631,15 +631,15 @@ func isFieldPath(p string) bool {
 	return reField.MatchString(p) && !strings.Contains(p, "..") && !strings.HasSuffix(p, ".")
 }
 
-// isListenAddr reports whether a is host:port with a numeric port from 1 to 65535 (the host
-// may be empty: every interface).
+// isListenAddr reports whether a is host:port with a numeric port from 0 (any free port) to
+// 65535 (the host may be empty: every interface).
 func isListenAddr(a string) bool {
 	host, port, err := net.SplitHostPort(a)
 	if err != nil || strings.ContainsAny(host, " \t/") {
 		return false
 	}
 	n, err := strconv.Atoi(port)
-	return err == nil && n >= 1 && n <= 65535 && port[0] != '+'
+	return err == nil && n >= 0 && n <= 65535 && port[0] != '+'
 }
 
 // checkCAFile returns what is wrong with a CA file, or "".
@@ -754,7 +754,7 @@ func (c *Config) Validate() error {
 	d := c.Daemon
 	switch {
 	case !isListenAddr(d.Listen):
-		return bad("daemon.listen", d.Listen, "must be host:port with a port from 1 to 65535")
+		return bad("daemon.listen", d.Listen, "must be host:port with a port from 0 (any free port) to 65535")
 	case d.PollInterval <= 0:
 		return bad("daemon.poll_interval", d.PollInterval, "must be > 0")
 	case d.BatchSize < 1 || d.BatchSize > 10000:

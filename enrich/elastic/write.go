@@ -21,18 +21,28 @@ import (
 // breaker) is split in halves and sent again.
 func (s *Store) Write(ctx context.Context, items []runner.WriteItem) ([]runner.WriteResult, error) {
 	out := make([]runner.WriteResult, len(items))
-	lines := make([][]byte, len(items))
-	for i, it := range items {
-		lines[i] = bulkLine(it)
+	// Every line goes into one buffer; a request is a contiguous slice of it (no copy per
+	// request or per split).
+	var buf bytes.Buffer
+	size := 0
+	for _, it := range items {
+		size += len(it.Source) + 160
 	}
+	buf.Grow(size)
+	offs := make([]int, len(items)+1)
+	for i, it := range items {
+		appendBulkLine(&buf, it)
+		offs[i+1] = buf.Len()
+	}
+	all := buf.Bytes()
 	start := 0
 	for start < len(items) {
-		end, size := start, 0
-		for end < len(items) && end-start < s.o.MaxRequestItems && (end == start || size+len(lines[end]) <= s.o.MaxRequestBytes) {
-			size += len(lines[end])
+		end := start
+		for end < len(items) && end-start < s.o.MaxRequestItems &&
+			(end == start || offs[end+1]-offs[start] <= s.o.MaxRequestBytes) {
 			end++
 		}
-		if err := s.send(ctx, lines[start:end], out[start:end]); err != nil {
+		if err := s.send(ctx, all, offs[start:end+1], out[start:end]); err != nil {
 			return nil, err
 		}
 		start = end
@@ -40,30 +50,32 @@ func (s *Store) Write(ctx context.Context, items []runner.WriteItem) ([]runner.W
 	return out, nil
 }
 
-// send sends one request, splitting it when Elasticsearch finds it too large.
-func (s *Store) send(ctx context.Context, lines [][]byte, out []runner.WriteResult) error {
-	body := bytes.Join(lines, nil)
+// send sends the lines all[offs[0]:offs[len(out)]] (line i is all[offs[i]:offs[i+1]]) as
+// one request, splitting it when Elasticsearch finds it too large.
+func (s *Store) send(ctx context.Context, all []byte, offs []int, out []runner.WriteResult) error {
+	n := len(out)
+	body := all[offs[0]:offs[n]]
 	code, resp, err := s.c.Do(ctx, "bulk", http.MethodPost, "/_bulk", nil, body)
 	if tooLarge(code, resp) {
-		if len(lines) == 1 {
+		if n == 1 {
 			out[0] = runner.WriteResult{Status: runner.ItemFailed, Code: code,
 				Reason: fmt.Sprintf("the alert's write (%d bytes) is too large for Elasticsearch: %s", len(body), errorReason(resp))}
 			return nil
 		}
-		half := len(lines) / 2
-		s.log.Info("bulk request too large; splitting it", "items", len(lines), "bytes", len(body), "status", code)
-		if err := s.send(ctx, lines[:half], out[:half]); err != nil {
+		half := n / 2
+		s.log.Info("bulk request too large; splitting it", "items", n, "bytes", len(body), "status", code)
+		if err := s.send(ctx, all, offs[:half+1], out[:half]); err != nil {
 			return err
 		}
-		return s.send(ctx, lines[half:], out[half:])
+		return s.send(ctx, all, offs[half:], out[half:])
 	}
 	if err != nil {
-		return fmt.Errorf("bulk write of %d alerts: %w", len(lines), err)
+		return fmt.Errorf("bulk write of %d alerts: %w", n, err)
 	}
 	if code != http.StatusOK {
-		return statusError(fmt.Sprintf("bulk write of %d alerts", len(lines)), code, resp)
+		return statusError(fmt.Sprintf("bulk write of %d alerts", n), code, resp)
 	}
-	res, err := parseBulk(resp, len(lines))
+	res, err := parseBulk(resp, n)
 	if err != nil {
 		return fmt.Errorf("bulk write: %w: %w", ErrUnavailable, err)
 	}
@@ -78,15 +90,13 @@ func tooLarge(code int, body []byte) bool {
 		code == http.StatusTooManyRequests && bytes.Contains(body, []byte("circuit_breaking_exception"))
 }
 
-// bulkLine encodes one item: action and document.
-func bulkLine(it runner.WriteItem) []byte {
+// appendBulkLine encodes one item, action and document, onto buf.
+func appendBulkLine(buf *bytes.Buffer, it runner.WriteItem) {
 	a := it.Alert
-	var buf bytes.Buffer
-	buf.Grow(len(it.Source) + 128)
 	buf.WriteString(`{"index":{"_index":`)
-	writeJSONString(&buf, a.Index)
+	writeJSONString(buf, a.Index)
 	buf.WriteString(`,"_id":`)
-	writeJSONString(&buf, a.ID)
+	writeJSONString(buf, a.ID)
 	if a.PrimaryTerm > 0 {
 		buf.WriteString(`,"if_seq_no":`)
 		buf.WriteString(strconv.FormatInt(a.SeqNo, 10))
@@ -96,7 +106,6 @@ func bulkLine(it runner.WriteItem) []byte {
 	buf.WriteString("}}\n")
 	buf.Write(it.Source)
 	buf.WriteByte('\n')
-	return buf.Bytes()
 }
 
 func writeJSONString(buf *bytes.Buffer, s string) {

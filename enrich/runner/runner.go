@@ -243,42 +243,107 @@ func (r *Runner) scan(ctx context.Context, g *generation, path string, spec Scan
 		return st, first, err
 	}
 	defer sc.Close(context.WithoutCancel(ctx))
+	// Reads, processing and writes overlap: the next page is read while the current one
+	// is processed, and up to batchesInFlight batches are processed and written at once
+	// (one's bulk request in flight while the next is computed). Pages are disjoint, so
+	// no alert is in two batches; each page's after hook runs in page order, once its
+	// batch is done. At most batchesInFlight+1 pages are held.
+	type fetched struct {
+		page Page
+		err  error
+	}
+	fetch := func() chan fetched {
+		ch := make(chan fetched, 1)
+		go func() {
+			p, err := sc.Next(ctx)
+			ch <- fetched{p, err}
+		}()
+		return ch
+	}
+	type batch struct {
+		page Page
+		done chan batchResult
+	}
+	var inflight []batch
+	next := fetch()
+	// finish waits for the oldest batch and accounts for it.
+	finish := func() error {
+		b := inflight[0]
+		inflight = inflight[1:]
+		res := <-b.done
+		st.add(res.st)
+		if res.err != nil {
+			if errors.Is(res.err, ErrRefused) {
+				r.health.storeResult(res.err)
+			}
+			return res.err
+		}
+		if h.after != nil {
+			h.after(b.page)
+		}
+		return nil
+	}
+	// drain ends the scan: every batch in flight finishes (they hold bounded contexts)
+	// and the scanner's last read comes back before it is closed.
+	drain := func(err error) error {
+		for len(inflight) > 0 {
+			if e := finish(); err == nil {
+				err = e
+			}
+		}
+		if next != nil {
+			<-next
+			next = nil
+		}
+		if err == nil {
+			err = ctx.Err()
+		}
+		return err
+	}
 	for n := 0; ; n++ {
-		page, err := sc.Next(ctx)
+		f := <-next
+		next = nil
+		page, err := f.page, f.err
 		if err != nil {
 			r.health.storeResult(err)
-			return st, first, err
+			return st, first, drain(err)
 		}
 		if n == 0 {
 			first = page
 		}
-		if len(page.Alerts) == 0 {
-			return st, first, nil
+		if len(page.Alerts) == 0 || (h.before != nil && !h.before(page)) {
+			return st, first, drain(nil)
 		}
-		if h.before != nil && !h.before(page) {
-			return st, first, nil
-		}
+		next = fetch()
 		alerts, err := r.admit(ctx, page.Alerts)
 		if err != nil {
-			return st, first, err
+			return st, first, drain(err)
 		}
-		bctx, cancel := r.batchContext(ctx)
-		bs, err := r.proc.process(bctx, g, path, alerts)
-		cancel()
-		st.add(bs)
-		if err != nil {
-			if errors.Is(err, ErrRefused) {
-				r.health.storeResult(err)
+		if len(inflight) >= batchesInFlight {
+			if err := finish(); err != nil {
+				return st, first, drain(err)
 			}
-			return st, first, err
 		}
-		if h.after != nil {
-			h.after(page)
-		}
+		b := batch{page: page, done: make(chan batchResult, 1)}
+		inflight = append(inflight, b)
+		go func() {
+			bctx, cancel := r.batchContext(ctx)
+			defer cancel()
+			bs, err := r.proc.process(bctx, g, path, alerts)
+			b.done <- batchResult{bs, err}
+		}()
 		if ctx.Err() != nil {
-			return st, first, ctx.Err()
+			return st, first, drain(nil)
 		}
 	}
+}
+
+// batchesInFlight is how many batches a scan processes and writes at once.
+const batchesInFlight = 2
+
+type batchResult struct {
+	st  batchStats
+	err error
 }
 
 // batchContext is not cancelled by ctx at once: on cancellation, the batch in flight

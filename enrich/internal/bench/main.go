@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"testing"
@@ -47,14 +48,16 @@ func main() {
 }
 
 var (
-	esURL   = flag.String("es", envOr("ELASTICSEARCH_URL", "http://127.0.0.1:9200"), "Elasticsearch URL")
-	n       = flag.Int("n", 20000, "alerts for the end-to-end comparison")
-	memN    = flag.Int("mem-n", 100000, "alerts for the resident-memory run (0 skips it)")
-	bin     = flag.String("bin", "bin/enricher", "enricher binary for the memory run")
-	shared  = flag.String("shared", "../shared/data/mappings", "folder of CTID files for the all-frameworks figures ('' skips)")
-	batch   = flag.Int("batch", 1000, "batch size for both sides")
-	rounds  = flag.Int("rounds", 5, "rounds of the end-to-end comparison (median of their ratios)")
-	verbose = flag.Bool("v", false, "print where end-to-end time goes")
+	esURL           = flag.String("es", envOr("ELASTICSEARCH_URL", "http://127.0.0.1:9200"), "Elasticsearch URL")
+	n               = flag.Int("n", 20000, "alerts for the end-to-end comparison")
+	memN            = flag.Int("mem-n", 100000, "alerts for the resident-memory run (0 skips it)")
+	bin             = flag.String("bin", "bin/enricher", "enricher binary for the memory run")
+	shared          = flag.String("shared", "../shared/data/mappings", "folder of CTID files for the all-frameworks figures ('' skips)")
+	batch           = flag.Int("batch", 1000, "batch size for both sides")
+	rounds          = flag.Int("rounds", 5, "rounds of the end-to-end comparison (median of their ratios)")
+	verbose         = flag.Bool("v", false, "print where end-to-end time goes")
+	ceilingInFlight = flag.Int("ceiling-in-flight", 1, "bulk requests the raw ceiling keeps in flight (the runner keeps 2)")
+	cpuProf         = flag.String("cpuprofile", "", "write a CPU profile of the whole bench to this file")
 )
 
 func envOr(k, def string) string {
@@ -66,6 +69,15 @@ func envOr(k, def string) string {
 
 func run() error {
 	flag.Parse()
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(2)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	ctx := context.Background()
 	c, err := elastic.NewClient(config.Elasticsearch{URLs: []string{*esURL}, RequestTimeout: 120 * time.Second}, nil)
 	if err != nil {
@@ -348,11 +360,33 @@ func runCeiling(ctx context.Context, c *elastic.Client, space sample.KibanaSpace
 	if err != nil {
 		return 0, err
 	}
+	// inFlight requests at once: 1 is the plain sequential client, 2 what the runner
+	// keeps in flight.
+	inFlight := *ceilingInFlight
 	start := time.Now()
+	work := make(chan []byte)
+	errs := make(chan error, inFlight)
+	for range inFlight {
+		go func() {
+			for b := range work {
+				code, resp, err := c.Do(ctx, "bulk", http.MethodPost, "/_bulk", nil, b)
+				if err != nil || code != http.StatusOK || bytes.Contains(resp[:min(len(resp), 64)], []byte(`"errors":true`)) {
+					errs <- fmt.Errorf("ceiling bulk: %v %d %.300s", err, code, resp)
+					for range work {
+					}
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
 	for _, b := range bodies {
-		code, resp, err := c.Do(ctx, "bulk", http.MethodPost, "/_bulk", nil, b)
-		if err != nil || code != http.StatusOK || bytes.Contains(resp[:min(len(resp), 64)], []byte(`"errors":true`)) {
-			return 0, fmt.Errorf("ceiling bulk: %v %d %.300s", err, code, resp)
+		work <- b
+	}
+	close(work)
+	for range inFlight {
+		if err := <-errs; err != nil {
+			return 0, err
 		}
 	}
 	return float64(len(docs)) / time.Since(start).Seconds(), nil
