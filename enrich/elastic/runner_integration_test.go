@@ -420,3 +420,42 @@ func TestLiveAlertsWhileBackfilling(t *testing.T) {
 	}
 	t.Logf("worst live latency %s during the backfill", worst.Round(time.Millisecond))
 }
+
+// TestOlderMappingCompleted: an index mapped by an older enricher (part of today's root
+// object) gets the fields a newer one adds, and nothing it had changes.
+func TestOlderMappingCompleted(t *testing.T) {
+	c := newClient(t, esURL(), nil)
+	s := space(t, c)
+	ctx := context.Background()
+	older := `{"properties":{"attack_mappings":{"dynamic":false,"properties":{"status":{"type":"keyword"},` +
+		`"ruleset":{"properties":{"hash":{"type":"keyword"}}}}}}}`
+	if code, resp, err := c.Do(ctx, "other", http.MethodPut, "/"+s.Backing()+"/_mapping", nil, []byte(older)); err != nil || code != 200 {
+		t.Fatalf("older mapping: %v %s", err, resp)
+	}
+	store := elastic.NewStore(c, elastic.StoreOptions{Indices: []string{s.Alias()}, InstallMappings: true}, nil)
+	ready, problems, err := store.Prepare(ctx, nil)
+	if err != nil || len(problems) > 0 || len(ready) != 1 {
+		t.Fatalf("prepare: ready %v problems %v err %v", ready, problems, err)
+	}
+	_, body, err := c.Do(ctx, "other", http.MethodGet, "/"+s.Backing()+"/_mapping/field/attack_mappings.*", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]struct {
+		Mappings map[string]json.RawMessage `json:"mappings"`
+	}
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	got := m[s.Backing()].Mappings
+	for _, f := range []string{"attack_mappings.status", "attack_mappings.ruleset.hash", "attack_mappings.ruleset.generation",
+		"attack_mappings.quarantine.reason", "attack_mappings.controls.id"} {
+		if _, ok := got[f]; !ok {
+			t.Errorf("%s not mapped after prepare (have %d fields)", f, len(got))
+		}
+	}
+	// Prepared once, ready again without a write.
+	if ready, problems, err := store.Prepare(ctx, nil); err != nil || len(problems) > 0 || len(ready) != 1 {
+		t.Fatalf("second prepare: %v %v %v", ready, problems, err)
+	}
+}
