@@ -14,6 +14,10 @@ say "loading sample alerts (Kibana detection alerts, Elastic Defend, Wazuh, Sigm
 say "enricher run --once"
 "$BIN" run --once --config scripts/demo.yml
 
+# The daemon never refreshes; make its writes visible to the searches below now rather
+# than at the next periodic refresh.
+curl -fsS -X POST "$ES/.alerts-security.alerts-*,logs-endpoint.alerts-*,wazuh-alerts-*,sigma-alerts-*/_refresh?expand_wildcards=open,hidden" >/dev/null
+
 say "one enriched Kibana alert for T1021.002 (the fields enricher wrote, under attack_mappings)"
 curl -fsS "$ES/.alerts-security.alerts-default/_search?expand_wildcards=open,hidden" \
 	-H 'Content-Type: application/json' -d '{
