@@ -154,12 +154,15 @@ func (s *AttackStage) static(ids []string) *staticDoc {
 		return d // too large to keep: built again when seen again
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cached, ok := s.cache[key]; ok { // built meanwhile by another batch
+		return cached
+	}
 	if len(s.cache) >= maxCachedTechniqueSets || s.cacheBytes+size > maxCachedBytes {
 		s.cache, s.cacheBytes = map[string]*staticDoc{}, 0
 	}
 	s.cache[key] = d
 	s.cacheBytes += size
-	s.mu.Unlock()
 	return d
 }
 

@@ -37,7 +37,7 @@ func newStaticDoc(status string, fields map[string]any) *staticDoc {
 		buf.Truncate(buf.Len() - 1) // Encode's newline
 		buf.WriteByte(',')
 	}
-	return &staticDoc{status: status, json: buf.Bytes()}
+	return &staticDoc{status: status, json: bytes.Clone(buf.Bytes())} // no spare capacity: the cache counts bytes
 }
 
 // RootDoc is the object the ATT&CK stage writes under its root field: the mappings of the

@@ -55,6 +55,9 @@ func runDaemon(ctx context.Context, e env, args []string) error {
 	if *check {
 		fmt.Fprintf(e.stdout, "config ok; ruleset %s (%s): %d mappings for %d techniques\n",
 			rs.Version(), rs.Hash()[:12], rs.Len(), len(rs.Techniques()))
+		fmt.Fprintf(e.stdout, "fields enricher adds to each alert index mapping: %d (%d under %s, 1 per plugin namespace); "+
+			"Kibana's alert indices allow %d in all\n",
+			elastic.FieldsAdded(len(cfg.Plugins)), elastic.FieldsAdded(0), cfg.Output.Root, kibanaFieldLimit)
 		return nil
 	}
 
@@ -98,6 +101,10 @@ func runDaemon(ctx context.Context, e env, args []string) error {
 	log.Info("stopped")
 	return err
 }
+
+// kibanaFieldLimit is index.mapping.total_fields.limit as Kibana resets it on its alert
+// indices at every start.
+const kibanaFieldLimit = 2500
 
 // newStore returns the alert store and the state store the config asks for.
 func newStore(client *elastic.Client, cfg config.Config, parts *pipelineParts, log *slog.Logger) (*elastic.Store, *elastic.State) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -100,6 +101,9 @@ func runSetup(ctx context.Context, e env, args []string) error {
 		if auth.APIKey == "" && auth.Username == "" {
 			auth = dashboards.KibanaAuth{APIKey: cfg.Elasticsearch.APIKey, Username: cfg.Elasticsearch.Username, Password: cfg.Elasticsearch.Password}
 		}
+		if (auth.APIKey != "" || auth.Username != "") && !strings.HasPrefix(strings.ToLower(*kibanaURL), "https://") {
+			return usagef("--kibana-url %s: the administrator's credentials would cross the network in clear text; use https://", *kibanaURL)
+		}
 		res, err := dashboards.ImportKibana(ctx, hc, *kibanaURL, *kibanaSpace, auth)
 		for _, r := range res {
 			fmt.Fprintf(e.stdout, "kibana: %s: %d objects imported into space %s\n", r.File, r.Objects, *kibanaSpace)
@@ -125,5 +129,8 @@ func kibanaHTTPClient(caFile string) (*http.Client, error) {
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	return &http.Client{Transport: tr, Timeout: 60 * time.Second}, nil
+	return &http.Client{Transport: tr, Timeout: 60 * time.Second,
+		// A redirect could carry the Authorization header elsewhere: the import URL is
+		// the one given, or nothing.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, nil
 }

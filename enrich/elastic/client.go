@@ -137,7 +137,7 @@ func tlsRefusal(err error) string {
 	case errors.As(err, &verify):
 		return "TLS: the server's certificate cannot be verified"
 	case errors.As(err, &record):
-		return "TLS: the server does not speak TLS (use http:// in the URL)"
+		return "TLS: the server does not speak TLS on this port (check the URL's scheme and port)"
 	}
 	return ""
 }

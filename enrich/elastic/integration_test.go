@@ -504,7 +504,7 @@ func repoRoot(t testing.TB) string {
 }
 
 // TestPluginNamespaceSearchable: what a plugin writes into a Kibana-like "dynamic": false
-// index is mapped (its namespace is a dynamic object), so analysts can filter on it; a
+// index is mapped (its namespace is one flattened field), so analysts can filter on it; a
 // plugin added after the first enrichment gets its mapping on the already-mapped index.
 func TestPluginNamespaceSearchable(t *testing.T) {
 	m := metrics.New(prometheus.NewRegistry())
@@ -535,9 +535,9 @@ func TestPluginNamespaceSearchable(t *testing.T) {
 	if _, err := h.r.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
-	hits := searchAll(t, c, s.Alias(), map[string]any{"term": map[string]any{"asset.criticality.keyword": "high"}})
+	hits := searchAll(t, c, s.Alias(), map[string]any{"term": map[string]any{"asset.criticality": "high"}})
 	if len(hits) != len(docs) {
-		t.Fatalf("%d of %d alerts found by asset.criticality.keyword", len(hits), len(docs))
+		t.Fatalf("%d of %d alerts found by asset.criticality", len(hits), len(docs))
 	}
 	if n := searchAll(t, c, s.Alias(), map[string]any{"exists": map[string]any{"field": "attack_mappings.pending_stages"}}); len(n) != 0 {
 		t.Fatalf("%d alerts still pending", len(n))
@@ -565,7 +565,7 @@ func TestPluginNamespaceSearchable(t *testing.T) {
 	if n := searchAll(t, c, s.Alias(), map[string]any{"exists": map[string]any{"field": "asset.owner"}}); len(n) != 0 {
 		t.Fatalf("%d alerts kept a stale asset.owner", len(n))
 	}
-	if n := searchAll(t, c, s.Alias(), map[string]any{"term": map[string]any{"asset.criticality.keyword": "low"}}); len(n) != len(docs) {
+	if n := searchAll(t, c, s.Alias(), map[string]any{"term": map[string]any{"asset.criticality": "low"}}); len(n) != len(docs) {
 		t.Fatalf("%d of %d alerts have the new criticality", len(n), len(docs))
 	}
 }

@@ -51,11 +51,22 @@ func RootMapping() map[string]any {
 	return root
 }
 
-// PluginNamespaceMapping is the mapping enricher puts on a plugin's namespace: an object
-// whose fields are mapped dynamically even inside a "dynamic": false index (Kibana's alert
-// indices), so what a plugin writes is searchable.
+// PluginNamespaceMapping is the mapping enricher puts on a plugin's namespace: one
+// flattened field, whatever keys the plugin writes. Its values are searchable (KQL
+// `asset.criticality : "high"`, terms aggregations) even inside a "dynamic": false index
+// (Kibana's alert indices), and a plugin writing many distinct keys adds no field to the
+// index: Kibana resets its alert indices' field limit to 2500 and its own fields use most
+// of it. Values are compared as keywords (a numeric range compares text).
 func PluginNamespaceMapping() map[string]any {
-	return map[string]any{"type": "object", "dynamic": true}
+	return map[string]any{"type": "flattened"}
+}
+
+// FieldsAdded is how many fields enricher adds to an index mapping: the root object's
+// leaves and one per plugin namespace. Kibana's alert indices allow 2500 fields in all.
+func FieldsAdded(namespaces int) int {
+	want := map[string]string{}
+	leafTypes("", RootMapping(), want)
+	return len(want) + namespaces
 }
 
 // leafTypes flattens a mapping's properties into dotted leaf paths and their types.

@@ -41,13 +41,14 @@ func DaemonRole(alertPatterns []string, stateIndex string) map[string]any {
 	}
 }
 
-// SetupRole is the role `enricher setup` needs: put mappings on the alert indices and
+// SetupRole is the role `enricher setup` needs: read and put mappings on the alert
+// indices (the put-mapping action by name, not manage, which could delete them) and
 // create the state index.
 func SetupRole(alertPatterns []string, stateIndex string) map[string]any {
 	return map[string]any{
 		"cluster": []string{},
 		"indices": []any{
-			map[string]any{"names": backingPatterns(alertPatterns), "privileges": []string{"view_index_metadata", "manage"}},
+			map[string]any{"names": backingPatterns(alertPatterns), "privileges": []string{"view_index_metadata", "indices:admin/mapping/put"}},
 			map[string]any{"names": []string{stateIndex}, "privileges": []string{"read", "index", "view_index_metadata", "create_index"}},
 		},
 	}

@@ -13,3 +13,13 @@ func TestBackingPatterns(t *testing.T) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 }
+
+// The README states 69 root fields; a change to enrich.Schema should change it there too.
+func TestFieldsAdded(t *testing.T) {
+	if got := FieldsAdded(0); got != 69 {
+		t.Fatalf("FieldsAdded(0) = %d; update the README's plugin section and this test", got)
+	}
+	if got := FieldsAdded(2); got != 71 {
+		t.Fatalf("FieldsAdded(2) = %d, want 71", got)
+	}
+}

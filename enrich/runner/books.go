@@ -10,7 +10,8 @@ import (
 // lru is a bounded map from alert keys to values: when full, the entry used least
 // recently goes. Keys are held as 64-bit hashes (a process-wide random seed), so an entry
 // costs the same whatever the length of the alert's index and ID; two keys sharing a
-// hash is a 1-in-2^64 event whose worst effect is one alert skipped for one pass. Safe for
+// hash is a 1-in-2^64 event whose worst effect is one alert's attempts counted with another's
+// (quarantined early, or left alone until the generation changes). Safe for
 // concurrent use.
 type lru[V any] struct {
 	mu    sync.Mutex
@@ -59,6 +60,32 @@ func (c *lru[V]) put(skey string, v V) {
 	}
 }
 
+// update applies fn to the value under key (the zero value when absent) and stores the
+// result, in one locked step.
+func (c *lru[V]) update(skey string, fn func(V) V) V {
+	key := maphash.String(lruSeed, skey)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var v V
+	e, ok := c.items[key]
+	if ok {
+		v = e.Value.(*lruEntry[V]).val
+	}
+	v = fn(v)
+	if ok {
+		e.Value.(*lruEntry[V]).val = v
+		c.ll.MoveToFront(e)
+		return v
+	}
+	c.items[key] = c.ll.PushFront(&lruEntry[V]{key: key, val: v})
+	for c.ll.Len() > c.max {
+		last := c.ll.Back()
+		c.ll.Remove(last)
+		delete(c.items, last.Value.(*lruEntry[V]).key)
+	}
+	return v
+}
+
 func (c *lru[V]) del(skey string) {
 	key := maphash.String(lruSeed, skey)
 	c.mu.Lock()
@@ -96,20 +123,21 @@ func newAttempts() *attempts { return &attempts{c: newLRU[attempt](maxTrackedAle
 
 // fail records a failure and returns the count within generation gen.
 func (b *attempts) fail(key string, gen int64, reason string) int {
-	a, _ := b.c.get(key)
-	if a.generation != gen {
-		a = attempt{generation: gen}
-	}
-	a.n++
-	a.reason = reason
-	b.c.put(key, a)
-	return a.n
+	return b.c.update(key, func(a attempt) attempt {
+		if a.generation != gen {
+			a = attempt{generation: gen}
+		}
+		a.n++
+		a.reason = reason
+		return a
+	}).n
 }
 
 func (b *attempts) quarantineLocally(key string, gen int64) {
-	a, _ := b.c.get(key)
-	a.generation, a.local = gen, true
-	b.c.put(key, a)
+	b.c.update(key, func(a attempt) attempt {
+		a.generation, a.local = gen, true
+		return a
+	})
 }
 
 func (b *attempts) localQuarantine(key string, gen int64) bool {

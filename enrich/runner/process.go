@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -413,7 +415,13 @@ func statusOf(v any) string {
 func (p *processor) countProblems(v any) {
 	if d, ok := v.(*enrich.RootDoc); ok {
 		for _, pr := range d.Problems {
-			p.m.ValuesSkipped.WithLabelValues(pr.Reason).Inc()
+			n := 1.0
+			if pr.Reason == enrich.ReasonTruncated { // "N more": N values skipped, not listed
+				if k, err := strconv.Atoi(strings.TrimSuffix(pr.Value, " more")); err == nil {
+					n = float64(k)
+				}
+			}
+			p.m.ValuesSkipped.WithLabelValues(pr.Reason).Add(n)
 		}
 	}
 }

@@ -245,9 +245,12 @@ func (r *Runner) scan(ctx context.Context, g *generation, path string, spec Scan
 	defer sc.Close(context.WithoutCancel(ctx))
 	// Reads, processing and writes overlap: the next page is read while the current one
 	// is processed, and up to batchesInFlight batches are processed and written at once
-	// (one's bulk request in flight while the next is computed). Pages are disjoint, so
-	// no alert is in two batches; each page's after hook runs in page order, once its
-	// batch is done. At most batchesInFlight+1 pages are held.
+	// (one's bulk request in flight while the next is computed). Pages may overlap (a
+	// live scan whose first page is full goes on through a point in time from the top;
+	// a reopened point in time re-reads the last page's time): an alert already in a
+	// batch in flight is left out of the next one. Each page's after hook runs in page
+	// order once its batch is done, and never after a batch failed (the cursor stays at
+	// the last page fully done). At most batchesInFlight+2 pages are held per scan.
 	type fetched struct {
 		page Page
 		err  error
@@ -262,23 +265,30 @@ func (r *Runner) scan(ctx context.Context, g *generation, path string, spec Scan
 	}
 	type batch struct {
 		page Page
+		keys []string
 		done chan batchResult
 	}
 	var inflight []batch
+	busy := map[string]bool{} // keys of the alerts in the batches in flight
+	failed := false
 	next := fetch()
 	// finish waits for the oldest batch and accounts for it.
 	finish := func() error {
 		b := inflight[0]
 		inflight = inflight[1:]
 		res := <-b.done
+		for _, k := range b.keys {
+			delete(busy, k)
+		}
 		st.add(res.st)
 		if res.err != nil {
+			failed = true
 			if errors.Is(res.err, ErrRefused) {
 				r.health.storeResult(res.err)
 			}
 			return res.err
 		}
-		if h.after != nil {
+		if h.after != nil && !failed && ctx.Err() == nil {
 			h.after(b.page)
 		}
 		return nil
@@ -306,35 +316,48 @@ func (r *Runner) scan(ctx context.Context, g *generation, path string, spec Scan
 		page, err := f.page, f.err
 		if err != nil {
 			r.health.storeResult(err)
-			return st, first, drain(err)
+			err = drain(err)
+			return st, first, err
 		}
 		if n == 0 {
 			first = page
 		}
 		if len(page.Alerts) == 0 || (h.before != nil && !h.before(page)) {
-			return st, first, drain(nil)
+			err = drain(nil)
+			return st, first, err
 		}
 		next = fetch()
 		alerts, err := r.admit(ctx, page.Alerts)
 		if err != nil {
-			return st, first, drain(err)
+			err = drain(err)
+			return st, first, err
 		}
 		if len(inflight) >= batchesInFlight {
 			if err := finish(); err != nil {
-				return st, first, drain(err)
+				err = drain(err)
+				return st, first, err
 			}
 		}
+		if ctx.Err() != nil {
+			err = drain(nil)
+			return st, first, err
+		}
 		b := batch{page: page, done: make(chan batchResult, 1)}
+		fresh := alerts[:0:0]
+		for _, a := range alerts {
+			if k := a.Key(); !busy[k] {
+				busy[k] = true
+				b.keys = append(b.keys, k)
+				fresh = append(fresh, a)
+			}
+		}
 		inflight = append(inflight, b)
 		go func() {
 			bctx, cancel := r.batchContext(ctx)
 			defer cancel()
-			bs, err := r.proc.process(bctx, g, path, alerts)
+			bs, err := r.proc.process(bctx, g, path, fresh)
 			b.done <- batchResult{bs, err}
 		}()
-		if ctx.Err() != nil {
-			return st, first, drain(nil)
-		}
 	}
 }
 
