@@ -68,8 +68,8 @@ func under(prefix string, fs []SchemaField) []SchemaField {
 }
 
 // Schema is every field enricher writes under its root: the one definition from which
-// the Elasticsearch mapping (enrich/elastic), the field names used in code and the
-// README's field table are made.
+// the Elasticsearch mapping (enrich/elastic) and the field names used in code are made,
+// and against which the README's field table is checked (TestREADMEFieldTableMatchesSchema).
 var Schema = func() []SchemaField {
 	fs := []SchemaField{
 		{FieldStatus, TypeKeyword, "`enriched` (a technique has mappings), `unmapped` (techniques found, none mapped), `no_technique` (only malformed values), `quarantined`"},
