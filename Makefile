@@ -68,8 +68,15 @@ test-deps:
 # One package at a time (-p 1): the integration packages start plugin processes and
 # extra Elasticsearch nodes with timeouts of a few seconds, and on a two-core machine
 # running them side by side under -race starves them.
+#
+# Then the store's integration suites again against Elasticsearch $(ES9_VERSION) (make
+# es9-up), leaving out the tests that start their own 8.19 nodes.
+ES9_SKIP := TestElasticsearchRestartMidRun|TestElasticsearchDownAtStart|TestLeastPrivilegeOverHTTPS
 test: build vet test-deps es-up
 	$(GO) test -race -tags integration -p 1 -timeout 30m ./...
+	$(MAKE) --no-print-directory es9-up
+	ELASTICSEARCH_URL=http://127.0.0.1:$(ES9_PORT) $(GO) test -race -tags integration -count=1 -p 1 -timeout 15m \
+		-skip '$(ES9_SKIP)' ./enrich/elastic/ ./cmd/enricher/
 
 integration: test
 
