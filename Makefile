@@ -72,8 +72,13 @@ test-deps:
 # Then the store's integration suites again against Elasticsearch $(ES9_VERSION) (make
 # es9-up), leaving out the tests that start their own 8.19 nodes.
 ES9_SKIP := TestElasticsearchRestartMidRun|TestElasticsearchDownAtStart|TestLeastPrivilegeOverHTTPS
+#
+# The peak-memory tests (memtest.PeakRSS) cannot measure under -race, which multiplies
+# memory use: they run once more without it.
+MEMORY_TESTS := TestHostileTOMLMemory|TestImportLargeSourceBounded|TestDecodeReaderBoundedMemory
 test: build vet test-deps es-up
 	$(GO) test -race -tags integration -p 1 -timeout 30m ./...
+	$(GO) test -count=1 -run '$(MEMORY_TESTS)' ./rules/...
 	$(MAKE) --no-print-directory es9-up
 	ELASTICSEARCH_URL=http://127.0.0.1:$(ES9_PORT) $(GO) test -race -tags integration -count=1 -p 1 -timeout 15m \
 		-skip '$(ES9_SKIP)' ./enrich/elastic/ ./cmd/enricher/

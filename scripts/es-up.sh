@@ -112,24 +112,13 @@ if port_open "$ES_PORT"; then
 fi
 
 # ---- user (ES refuses to run as root) ----
-setup_run_as "$ES_USER"
-
-BASE=$(es_base_dir)
-if [[ $BASE != "$ENRICHER_CACHE" && -z ${ES_CACHE:-} ]]; then
-	log "note: $ES_USER cannot reach $ENRICHER_CACHE; using $BASE instead"
+# ---- user, Java, fetch + unpack (once, cached) ----
+es_prepare_home
+if [[ $ES_BASE != "$ENRICHER_CACHE" && -z ${ES_CACHE:-} ]]; then
+	log "note: $ES_USER cannot reach $ENRICHER_CACHE; using $ES_BASE instead"
 fi
 RUN_DIR=$(es_run_dir)
-mkdir -p "$BASE" "$RUN_DIR"
-chmod 755 "$BASE" 2>/dev/null || true
-
-# ---- Java ----
-pick_java ES_JAVA_HOME "$(es_java_min "$ES_VERSION")" "Elasticsearch $ES_VERSION"
-
-# ---- fetch + unpack (once, cached) ----
-ES_HOME=$(es_install "$BASE")
-if ((${#RUN_AS[@]})) && ! "${RUN_AS[@]}" test -x "$ES_HOME/bin/elasticsearch"; then
-	die "user $ES_USER cannot reach $ES_HOME; pick another ES_CACHE"
-fi
+mkdir -p "$RUN_DIR"
 if [[ -n $ES_TRANSPORT_PORT ]] && port_open "$ES_TRANSPORT_PORT"; then
 	die "transport port $ES_TRANSPORT_PORT is already in use"
 fi

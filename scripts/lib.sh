@@ -522,19 +522,24 @@ cluster_running() {
 	echo "$n"
 }
 
-# cluster_prepare: the user, Java and Elasticsearch tree every node start
-# needs. Sets RUN_AS, ES_HOME, ES_JAVA_HOME.
-cluster_prepare() {
-	local base
+# es_prepare_home: the user, Java and Elasticsearch tree every node start needs
+# (es-up.sh, the cluster). Sets RUN_AS, ES_BASE, ES_HOME, ES_JAVA_HOME.
+es_prepare_home() {
 	setup_run_as "$ES_USER"
-	base=$(es_base_dir)
-	mkdir -p "$base" "$CL_DIR"
-	chmod 755 "$base" 2>/dev/null || true
+	ES_BASE=$(es_base_dir)
+	mkdir -p "$ES_BASE"
+	chmod 755 "$ES_BASE" 2>/dev/null || true
 	pick_java ES_JAVA_HOME "$(es_java_min "$ES_VERSION")" "Elasticsearch $ES_VERSION"
-	ES_HOME=$(es_install "$base")
+	ES_HOME=$(es_install "$ES_BASE")
 	if ((${#RUN_AS[@]})) && ! "${RUN_AS[@]}" test -x "$ES_HOME/bin/elasticsearch"; then
 		die "user $ES_USER cannot reach $ES_HOME; pick another ES_CACHE"
 	fi
+}
+
+# cluster_prepare: es_prepare_home, and the cluster's own folder.
+cluster_prepare() {
+	es_prepare_home
+	mkdir -p "$CL_DIR"
 }
 
 # cluster_start_node I: writes node I's config and runs bin/elasticsearch -d

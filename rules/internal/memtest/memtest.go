@@ -29,6 +29,7 @@ func PeakRSS(t *testing.T, name string, fn func() error) int64 {
 		t.Skip("needs /proc/self/status")
 	}
 	if raceEnabled {
+		// make test runs these tests once more without -race (MEMORY_TESTS).
 		t.Skip("the race detector multiplies memory use; run without -race to measure")
 	}
 	if os.Getenv(envVar) == t.Name()+"/"+name {
