@@ -47,6 +47,7 @@ type AttackStage struct {
 	x       *Extractor
 	root    string
 	inherit bool
+	detail  string
 	now     func() time.Time
 
 	mu         sync.RWMutex
@@ -61,8 +62,23 @@ type AttackOptions struct {
 	Fields        []Field // default DefaultFields
 	Root          string  // default "attack_mappings"
 	InheritParent bool
-	Now           func() time.Time // default time.Now
+	// Detail is DetailCompact (default) or DetailFull.
+	Detail string
+	Now    func() time.Time // default time.Now
 }
+
+// Shapes of the mappings written on an alert (output.detail).
+const (
+	// DetailCompact writes what an analyst filters and reads: control IDs and names
+	// deduplicated across framework releases, product detections with their alerts,
+	// queries and events, and the releases that publish each. Comments, references and
+	// the rest of each mapping's provenance are in the mapping detail index, one click
+	// away through <root>.details.
+	DetailCompact = "compact"
+	// DetailFull writes every mapping whole on the alert: comments, references and
+	// provenance, one entry per framework release.
+	DetailFull = "full"
+)
 
 // NewAttackStage returns the ATT&CK stage for a ruleset.
 func NewAttackStage(rs *rules.Ruleset, o AttackOptions) *AttackStage {
@@ -75,8 +91,11 @@ func NewAttackStage(rs *rules.Ruleset, o AttackOptions) *AttackStage {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Detail == "" {
+		o.Detail = DetailCompact
+	}
 	return &AttackStage{rs: rs, fields: o.Fields, x: NewExtractor(o.Fields), root: o.Root,
-		inherit: o.InheritParent, now: o.Now, cache: map[string]*staticDoc{}}
+		inherit: o.InheritParent, detail: o.Detail, now: o.Now, cache: map[string]*staticDoc{}}
 }
 
 // Name implements Stage.
@@ -92,7 +111,7 @@ func (s *AttackStage) RulesVersion() string { return s.rs.Version() }
 // changes what the stage writes for the same alert.
 func (s *AttackStage) Fingerprint() string {
 	h := sha256.New()
-	fmt.Fprintf(h, "rules %s\ninherit %t\nroot %s\n", s.rs.Hash(), s.inherit, s.root)
+	fmt.Fprintf(h, "rules %s\ninherit %t\nroot %s\ndetail %s\n", s.rs.Hash(), s.inherit, s.root, s.detail)
 	for _, f := range s.fields {
 		fmt.Fprintf(h, "field %s %s\n", f.Kind, f.Path)
 	}
@@ -169,11 +188,18 @@ func (s *AttackStage) static(ids []string) *staticDoc {
 // entry is one control, detection or related mapping as written on an alert.
 type entry = map[string]any
 
+// chosen is one mapping selected for an alert, with the technique it was found under.
+type chosen struct {
+	m         *rules.Mapping
+	technique string
+	inherited bool
+}
+
 // build computes the technique-dependent part of the document, pre-encoded as JSON so
 // that writing many alerts for the same techniques costs a copy.
 func (s *AttackStage) build(found []string) *staticDoc {
 	tables := s.rs.Tables()
-	var techniques, unmapped, inheritedFrom []string
+	var techniques, unmapped, inheritedFrom, detailed []string
 	var revoked []map[string]any
 	for _, id := range found {
 		targets := []string{id}
@@ -185,7 +211,7 @@ func (s *AttackStage) build(found []string) *staticDoc {
 			techniques = appendUnique(techniques, t)
 		}
 	}
-	controls, detections, related := []entry{}, []entry{}, []entry{}
+	var picked []chosen
 	seen := map[string]bool{}
 	frameworks := []string{}
 	add := func(m *rules.Mapping, technique string, inherited bool) {
@@ -198,18 +224,9 @@ func (s *AttackStage) build(found []string) *staticDoc {
 			return
 		}
 		seen[k] = true
-		frameworks = appendUnique(frameworks, m.Source.Framework+" "+m.Source.FrameworkVersion)
-		e := entryFor(m, technique, inherited)
-		switch m.Kind {
-		case rules.KindControl:
-			controls = append(controls, e)
-		case rules.KindDetection:
-			detections = append(detections, e)
-		default:
-			related = append(related, e)
-		}
+		frameworks = appendUnique(frameworks, releaseLabel(m.Source))
+		picked = append(picked, chosen{m, technique, inherited})
 	}
-	mapped := false
 	// The most specific mapping of a capability wins: sub-techniques first, then parents,
 	// then inherited parents. An alert tagged T1021 and T1021.002 shows Defender for
 	// Identity once, with the alerts the T1021.002 mapping names.
@@ -221,9 +238,10 @@ func (s *AttackStage) build(found []string) *staticDoc {
 		ms := s.rs.Mappings(t)
 		if len(ms) == 0 {
 			unmapped = append(unmapped, t)
+			continue
 		}
+		detailed = append(detailed, DetailRef(t, s.rs.Hash()))
 		for _, m := range ms {
-			mapped = true
 			add(m, t, false)
 		}
 	}
@@ -234,27 +252,33 @@ func (s *AttackStage) build(found []string) *staticDoc {
 				continue
 			}
 			ms := s.rs.Mappings(p)
-			if len(ms) > 0 {
-				inheritedFrom = appendUnique(inheritedFrom, p)
+			if len(ms) > 0 && !contains(inheritedFrom, p) {
+				inheritedFrom = append(inheritedFrom, p)
+				detailed = append(detailed, DetailRef(p, s.rs.Hash()))
 			}
 			for _, m := range ms {
-				mapped = true
 				add(m, p, true)
 			}
 		}
 	}
 	status := StatusUnmapped
-	if mapped {
+	if len(picked) > 0 {
 		status = StatusEnriched
 	}
 	hasDetection := false
-	for _, d := range detections {
-		if d["score_category"] == "detect" {
+	for _, c := range picked {
+		if c.m.Kind == rules.KindDetection && c.m.ScoreCategory == "detect" {
 			hasDetection = true
 		}
 	}
 	if len(found) == 0 {
 		status = StatusNoTechnique
+	}
+	var controls, detections, related []entry
+	if s.detail == DetailFull {
+		controls, detections, related = fullEntries(picked)
+	} else {
+		controls, detections, related = compactEntries(picked)
 	}
 	doc := map[string]any{
 		"techniques":          nonNil(techniques),
@@ -266,8 +290,137 @@ func (s *AttackStage) build(found []string) *staticDoc {
 		"related":             related,
 		"frameworks":          frameworks,
 		"has_detection":       hasDetection,
+		FieldDetails:          nonNil(detailed),
 	}
 	return newStaticDoc(status, doc)
+}
+
+// DetailRef is the reference an alert carries (<root>.details) to the mapping details
+// of one technique in one ruleset: the `ref` of their documents in the detail index.
+func DetailRef(technique, rulesHash string) string {
+	if len(rulesHash) > 12 {
+		rulesHash = rulesHash[:12]
+	}
+	return technique + "@" + rulesHash
+}
+
+// releaseLabel names a framework release on alerts: "nist_800_53 rev5".
+func releaseLabel(src *rules.Source) string { return src.Framework + " " + src.FrameworkVersion }
+
+// fullEntries is the full shape: every mapping whole, one entry per framework release.
+func fullEntries(picked []chosen) (controls, detections, related []entry) {
+	controls, detections, related = []entry{}, []entry{}, []entry{}
+	for _, c := range picked {
+		e := entryFor(c.m, c.technique, c.inherited)
+		switch c.m.Kind {
+		case rules.KindControl:
+			controls = append(controls, e)
+		case rules.KindDetection:
+			detections = append(detections, e)
+		default:
+			related = append(related, e)
+		}
+	}
+	return controls, detections, related
+}
+
+// compactEntries is the compact shape. Controls (and related mappings) are deduplicated
+// across the releases of a framework, then grouped by framework and the set of releases
+// that publish them: {"framework": "nist_800_53", "releases": ["nist_800_53 rev4",
+// "nist_800_53 rev5"], "id": ["AC-17", …], "name": ["Remote Access", …]}, id[i] named
+// name[i]. Detections are one entry per product and score category, with their alerts,
+// queries, events and releases. No free text: comments and references are in the
+// mapping detail index.
+func compactEntries(picked []chosen) (controls, detections, related []entry) {
+	type capability struct {
+		kind      rules.Kind
+		framework string
+		id, name  string
+		releases  []string
+	}
+	var caps []*capability
+	byKey := map[string]*capability{}
+	detections = []entry{}
+	for _, c := range picked {
+		m := c.m
+		if m.Kind == rules.KindDetection {
+			detections = append(detections, compactDetection(m))
+			continue
+		}
+		k := string(m.Kind) + "|" + m.Source.Framework + "|" + m.CapabilityID
+		x, ok := byKey[k]
+		if !ok {
+			x = &capability{kind: m.Kind, framework: m.Source.Framework, id: m.CapabilityID, name: m.Capability}
+			byKey[k] = x
+			caps = append(caps, x)
+		}
+		x.releases = appendUnique(x.releases, releaseLabel(m.Source))
+		for _, also := range m.AlsoIn {
+			x.releases = appendUnique(x.releases, releaseLabel(also))
+		}
+	}
+	controls, related = []entry{}, []entry{}
+	groups := map[string]entry{}
+	for _, x := range caps {
+		sort.Strings(x.releases)
+		k := string(x.kind) + "|" + x.framework + "|" + strings.Join(x.releases, ",")
+		g, ok := groups[k]
+		if !ok {
+			g = entry{"framework": x.framework, "releases": x.releases, "id": []string{}, "name": []string{}}
+			groups[k] = g
+			if x.kind == rules.KindControl {
+				controls = append(controls, g)
+			} else {
+				related = append(related, g)
+			}
+		}
+		g["id"] = append(g["id"].([]string), x.id)
+		g["name"] = append(g["name"].([]string), x.name)
+	}
+	return controls, detections, related
+}
+
+func compactDetection(m *rules.Mapping) entry {
+	releases := []string{releaseLabel(m.Source)}
+	for _, also := range m.AlsoIn {
+		releases = appendUnique(releases, releaseLabel(also))
+	}
+	e := entry{"product": m.Capability, "score_category": m.ScoreCategory, "score_value": m.ScoreValue, "releases": releases}
+	addDetectionLists(e, m)
+	return e
+}
+
+// alsoIn labels the other loaded releases that publish m.
+func alsoIn(m *rules.Mapping) []string {
+	also := make([]string, len(m.AlsoIn))
+	for i, s := range m.AlsoIn {
+		also[i] = s.Label()
+	}
+	return also
+}
+
+// addDetectionLists adds a detection's product alerts, hunting queries and events.
+func addDetectionLists(e entry, m *rules.Mapping) {
+	if len(m.Alerts) > 0 {
+		as := make([]map[string]any, len(m.Alerts))
+		for i, a := range m.Alerts {
+			as[i] = map[string]any{"id": a.ID, "name": a.Name}
+		}
+		e["alerts"] = as
+	}
+	if len(m.Queries) > 0 {
+		e["queries"] = m.Queries
+	}
+	if len(m.Events) > 0 {
+		ev := make([]map[string]any, len(m.Events))
+		for i, x := range m.Events {
+			ev[i] = map[string]any{"id": x.ID}
+			if x.LogonType != "" {
+				ev[i]["logon_type"] = x.LogonType
+			}
+		}
+		e["events"] = ev
+	}
 }
 
 func entryFor(m *rules.Mapping, technique string, inherited bool) entry {
@@ -289,11 +442,7 @@ func entryFor(m *rules.Mapping, technique string, inherited bool) entry {
 		e["source_id"] = m.SourceCapabilityID
 	}
 	if len(m.AlsoIn) > 0 {
-		also := make([]string, len(m.AlsoIn))
-		for i, s := range m.AlsoIn {
-			also[i] = s.Label()
-		}
-		e["also_in"] = also
+		e["also_in"] = alsoIn(m)
 	}
 	switch m.Kind {
 	case rules.KindDetection:
@@ -307,26 +456,7 @@ func entryFor(m *rules.Mapping, technique string, inherited bool) entry {
 		if len(m.References) > 0 {
 			e["references"] = m.References
 		}
-		if len(m.Alerts) > 0 {
-			as := make([]map[string]any, len(m.Alerts))
-			for i, a := range m.Alerts {
-				as[i] = map[string]any{"id": a.ID, "name": a.Name}
-			}
-			e["alerts"] = as
-		}
-		if len(m.Queries) > 0 {
-			e["queries"] = m.Queries
-		}
-		if len(m.Events) > 0 {
-			ev := make([]map[string]any, len(m.Events))
-			for i, x := range m.Events {
-				ev[i] = map[string]any{"id": x.ID}
-				if x.LogonType != "" {
-					ev[i]["logon_type"] = x.LogonType
-				}
-			}
-			e["events"] = ev
-		}
+		addDetectionLists(e, m)
 	default:
 		e["id"] = m.CapabilityID
 		e["name"] = m.Capability

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,14 +42,18 @@ func TestAttackStageKibanaAlert(t *testing.T) {
 			Techniques []string `json:"techniques"`
 			Unmapped   []string `json:"unmapped_techniques"`
 			Controls   []struct {
-				ID          string
-				Name        string
-				MappingType string `json:"mapping_type"`
+				Framework string   `json:"framework"`
+				Releases  []string `json:"releases"`
+				ID        []string `json:"id"`
+				Name      []string `json:"name"`
 			} `json:"controls"`
 			Detections []struct {
-				Product string `json:"product"`
-				Alerts  []struct{ ID, Name string }
+				Product  string   `json:"product"`
+				Releases []string `json:"releases"`
+				Alerts   []struct{ ID, Name string }
+				Comments string `json:"comments"`
 			} `json:"detections"`
+			Details []string `json:"details"`
 			Problems []Problem `json:"problems"`
 		} `json:"attack_mappings"`
 	}
@@ -56,8 +61,17 @@ func TestAttackStageKibanaAlert(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := got.Root
-	if r.Status != StatusEnriched || len(r.Controls) != 16 || len(r.Detections) != 4 {
+	if r.Status != StatusEnriched || len(r.Controls) != 1 || len(r.Controls[0].ID) != 16 || len(r.Controls[0].Name) != 16 ||
+		r.Controls[0].Framework != "nist_800_53" || len(r.Detections) != 4 {
 		t.Fatalf("got %s", b)
+	}
+	for _, d := range r.Detections {
+		if d.Comments != "" || len(d.Releases) != 1 || d.Releases[0] != "azure 06/29/2021" {
+			t.Fatalf("detection %+v: the compact shape has releases and no free text", d)
+		}
+	}
+	if len(r.Details) != 1 || r.Details[0] != DetailRef("T1021.002", st.rs.Hash()) {
+		t.Fatalf("details %v", r.Details)
 	}
 	if len(r.Problems) != 1 || r.Problems[0].Reason != ReasonWrongType {
 		t.Fatalf("problems %+v", r.Problems)
@@ -80,5 +94,53 @@ func TestAttackCacheBounded(t *testing.T) {
 	}
 	if len(st.cache) > maxCachedTechniqueSets || st.cacheBytes > maxCachedBytes || sum != st.cacheBytes {
 		t.Fatalf("cache: %d entries, %d bytes counted, %d bytes held", len(st.cache), st.cacheBytes, sum)
+	}
+}
+
+// The compact shape names each control once across the releases of its framework, with
+// the releases that publish it, and leaves the free text to the detail index; the full
+// shape keeps one entry per release with comments.
+func TestAttackCompactDeduplicatesReleases(t *testing.T) {
+	control := func(id, name string) rules.FileMapping {
+		return rules.FileMapping{Technique: "T1021.002", CapabilityID: id, Capability: name, MappingType: "mitigates"}
+	}
+	tables, err := rules.LoadTables()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := rules.Build([]*rules.File{
+		{Source: rules.Source{Framework: "nist_800_53", FrameworkVersion: "rev4", AttackVersion: "14.1"},
+			Mappings: []rules.FileMapping{control("AC-17", "Remote Access")}},
+		{Source: rules.Source{Framework: "nist_800_53", FrameworkVersion: "rev5", AttackVersion: "16.1"},
+			Mappings: []rules.FileMapping{control("AC-17", "Remote Access"), control("AC-2", "Account Management")}},
+		{Source: rules.Source{Framework: "azure", FrameworkVersion: "04/26/2025", AttackVersion: "16.1"},
+			Mappings: []rules.FileMapping{{Technique: "T1021.002", CapabilityID: "microsoft_sentinel", Capability: "Microsoft Sentinel",
+				MappingType: "technique_scores", ScoreCategory: "detect", ScoreValue: "minimal", Comments: "long text",
+				References: []string{"https://example.com"}, Queries: []string{"Anomalous Resource Access"}}}},
+	}, tables, rules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := map[string]any{"threat": map[string]any{"technique": map[string]any{"id": "T1021.002"}}}
+	compact, _ := json.Marshal(NewAttackStage(rs, AttackOptions{}).Document(src, "now"))
+	want := `"controls":[{"framework":"nist_800_53","id":["AC-17"],"name":["Remote Access"],"releases":["nist_800_53 rev4","nist_800_53 rev5"]},` +
+		`{"framework":"nist_800_53","id":["AC-2"],"name":["Account Management"],"releases":["nist_800_53 rev5"]}]`
+	if !strings.Contains(string(compact), want) || strings.Contains(string(compact), "long text") ||
+		!strings.Contains(string(compact), `"queries":["Anomalous Resource Access"]`) {
+		t.Fatalf("compact:\n%s\nwant controls %s", compact, want)
+	}
+	full, _ := json.Marshal(NewAttackStage(rs, AttackOptions{Detail: DetailFull}).Document(src, "now"))
+	var got struct {
+		Controls   []map[string]any `json:"controls"`
+		Detections []map[string]any `json:"detections"`
+	}
+	if err := json.Unmarshal(full, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Controls) != 3 || len(got.Detections) != 1 || got.Detections[0]["comments"] != "long text" {
+		t.Fatalf("full: %s", full)
+	}
+	if NewAttackStage(rs, AttackOptions{}).Fingerprint() == NewAttackStage(rs, AttackOptions{Detail: DetailFull}).Fingerprint() {
+		t.Fatal("the shape must be part of the fingerprint")
 	}
 }

@@ -5,7 +5,7 @@ import "sort"
 // FormatVersion is the version of the object enricher writes under its root. It is part
 // of every generation's fingerprint: an enricher that writes a different shape is a new
 // generation, and alerts written in the old shape are enriched again by the backfill.
-const FormatVersion = 2
+const FormatVersion = 3
 
 // DefaultRoot is the default top-level field enricher writes.
 const DefaultRoot = "attack_mappings"
@@ -21,6 +21,8 @@ const (
 	FieldQuarantine           = "quarantine"
 	FieldQuarantineGeneration = "quarantine.generation"
 	FieldEnrichedAt           = "enriched_at"
+	// FieldDetails holds the alert's references to the mapping detail index (DetailRef).
+	FieldDetails = "details"
 )
 
 // StatusQuarantined is written to <root>.status of a quarantined alert.
@@ -45,7 +47,9 @@ type SchemaField struct {
 	Doc  string // one line, for the README's field table
 }
 
-// provenance are the fields every control, detection and related mapping carries.
+// provenance are the fields every control, detection and related mapping carries in the
+// full shape (output.detail: full); in the compact shape they are in the mapping detail
+// index.
 var provenance = []SchemaField{
 	{"technique", TypeKeyword, "technique the mapping is for"},
 	{"inherited", TypeBoolean, "mapped through the parent technique"},
@@ -81,19 +85,21 @@ var Schema = func() []SchemaField {
 		{"revoked.replaced_by", TypeKeyword, "its replacements"},
 		{"revoked.deprecated", TypeBoolean, "deprecated rather than revoked"},
 		{"controls", TypeObjectArr, "security controls"},
-		{"controls.id", TypeKeyword, "canonical control ID, e.g. AC-2"},
-		{"controls.name", TypeKeyword, "control name"},
-		{"controls.group", TypeKeyword, "control family or group"},
+		{"controls.id", TypeKeyword, "canonical control ID, e.g. AC-2 (compact: the group's IDs)"},
+		{"controls.name", TypeKeyword, "control name (compact: the group's names, in the order of its IDs)"},
+		{"controls.group", TypeKeyword, "control family or group (full)"},
+		{"controls.releases", TypeKeyword, "framework releases that publish the group's controls, e.g. `nist_800_53 rev5` (compact)"},
 	}
 	fs = append(fs, under("controls", provenance)...)
 	fs = append(fs,
 		SchemaField{"detections", TypeObjectArr, "product capabilities that detect, protect or respond"},
 		SchemaField{"detections.product", TypeKeyword, "product, e.g. Microsoft Defender for Identity"},
-		SchemaField{"detections.capability_id", TypeKeyword, "canonical capability ID, e.g. microsoft_sentinel"},
+		SchemaField{"detections.capability_id", TypeKeyword, "canonical capability ID, e.g. microsoft_sentinel (full)"},
+		SchemaField{"detections.releases", TypeKeyword, "framework releases that publish the detection, e.g. `m365 07/18/2025` (compact)"},
 		SchemaField{"detections.score_category", TypeKeyword, "protect, detect or respond"},
 		SchemaField{"detections.score_value", TypeKeyword, "minimal, partial or significant"},
-		SchemaField{"detections.comments", TypeText, "the mapping's comments"},
-		SchemaField{"detections.references", TypeNoIndex, "reference URLs"},
+		SchemaField{"detections.comments", TypeText, "the mapping's comments (full)"},
+		SchemaField{"detections.references", TypeNoIndex, "reference URLs (full)"},
 		SchemaField{"detections.alerts", TypeObjectArr, "product alerts named by the mapping"},
 		SchemaField{"detections.alerts.id", TypeKeyword, "alert ID, e.g. 2019"},
 		SchemaField{"detections.alerts.name", TypeKeyword, "alert name"},
@@ -106,11 +112,13 @@ var Schema = func() []SchemaField {
 	fs = append(fs, SchemaField{"related", TypeObjectArr, "other mappings (VERIS, CISA KEV, unknown mapping types), shaped like controls"},
 		SchemaField{"related.id", TypeKeyword, "capability ID"},
 		SchemaField{"related.name", TypeKeyword, "capability name"},
-		SchemaField{"related.group", TypeKeyword, "capability group"})
+		SchemaField{"related.group", TypeKeyword, "capability group (full)"},
+		SchemaField{"related.releases", TypeKeyword, "framework releases that publish them (compact)"})
 	fs = append(fs, under("related", provenance)...)
 	fs = append(fs,
 		SchemaField{"frameworks", TypeKeyword, "framework releases that contributed, e.g. `nist_800_53 rev5`"},
 		SchemaField{"has_detection", TypeBoolean, "a detect-scored product detection is mapped"},
+		SchemaField{FieldDetails, TypeKeyword, "references to the mapping details (comments, references, provenance) of each mapped technique: `T1021.002@<ruleset hash>`, the `ref` of documents in the mapping detail index"},
 		SchemaField{"problems", TypeObjectArr, "values skipped in technique fields"},
 		SchemaField{"problems.field", TypeKeyword, "the field"},
 		SchemaField{"problems.value", TypeKeyword, "the value (shortened)"},

@@ -17,6 +17,7 @@ say "enricher run --once"
 # The daemon never refreshes; make its writes visible to the searches below now rather
 # than at the next periodic refresh.
 curl -fsS -X POST "$ES/.alerts-security.alerts-*,logs-endpoint.alerts-*,wazuh-alerts-*,sigma-alerts-*/_refresh?expand_wildcards=open,hidden" >/dev/null
+curl -fsS -X POST "$ES/enricher-mapping-details/_refresh" >/dev/null
 
 say "one enriched Kibana alert for T1021.002 (the fields enricher wrote, under attack_mappings)"
 curl -fsS "$ES/.alerts-security.alerts-default/_search?expand_wildcards=open,hidden" \
@@ -33,14 +34,33 @@ src = hit["_source"]
 am = src["attack_mappings"]
 print("alert      ", hit["_id"], "|", src.get("kibana.alert.rule.name"), "| host", src["host"]["name"], "| user", src["user"]["name"])
 print("techniques ", ", ".join(am["techniques"]), " inherited from:", ", ".join(am["inherited_from"]) or "-")
-print("controls   ", ", ".join(c["id"] for c in am["controls"]))
+for c in am["controls"]:
+    print("controls    %s (%s): %s" % (c["framework"], ", ".join(c["releases"]), ", ".join(c["id"])))
 for d in am["detections"]:
     extra = []
     if d.get("alerts"):  extra.append("alerts " + ", ".join("%s \"%s\"" % (a["id"], a["name"]) for a in d["alerts"]))
     if d.get("queries"): extra.append("queries " + ", ".join("\"%s\"" % q for q in d["queries"]))
     if d.get("events"):  extra.append("events " + ", ".join(e["id"] + (":" + e["logon_type"] if e.get("logon_type") else "") for e in d["events"]))
     print("detection   %-42s %s/%-11s %s" % (d["product"], d["score_category"], d["score_value"], "; ".join(extra)))
+print("details    ", ", ".join(am["details"]), "(references into the mapping detail index)")
 print("ruleset    ", am["ruleset"]["version"], am["ruleset"]["hash"][:12], "| enriched_at", am["enriched_at"], "| status", am["status"])
+'
+
+say "one click away: the mapping details of that reference (comments, references, provenance)"
+REF=$(curl -fsS "$ES/.alerts-security.alerts-default/_search?expand_wildcards=open,hidden" -H 'Content-Type: application/json' \
+	-d '{"size":1,"query":{"term":{"attack_mappings.techniques":"T1021.002"}},"_source":["attack_mappings.details"]}' |
+	python3 -c 'import json,sys; print(json.load(sys.stdin)["hits"]["hits"][0]["_source"]["attack_mappings"]["details"][0])')
+curl -fsS "$ES/enricher-mapping-details/_search" -H 'Content-Type: application/json' -d '{
+  "size": 100, "query": {"bool": {"filter": [{"term": {"ref": "'"$REF"'"}}, {"term": {"kind": "detection"}}]}}
+}' | python3 -c '
+import json, sys, textwrap
+for h in json.load(sys.stdin)["hits"]["hits"]:
+    d = h["_source"]
+    print("%-40s %s (ATT&CK %s)" % (d["name"], d["release"], d["attack_version"]))
+    if d.get("comments"):
+        print(textwrap.indent(textwrap.shorten(d["comments"], 220), "    "))
+    for r in d.get("references", [])[:2]:
+        print("    " + r)
 '
 
 say "all alerts by attack_mappings.status, and skipped values by reason"

@@ -101,6 +101,7 @@ func (parts *pipelineParts) rebuild(cfg config.Config, rs *rules.Ruleset, m *met
 		Fields:        cfg.Alerts.Fields,
 		Root:          cfg.Output.Root,
 		InheritParent: *cfg.Rules.InheritParent,
+		Detail:        cfg.Output.Detail,
 	})
 	stages := append([]enrich.PipelineStage{{Stage: attack, Required: true}}, parts.plugins...)
 	var obs enrich.Observer

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -232,12 +233,12 @@ func TestAllFrameworksAgainstElasticsearch(t *testing.T) {
 				Source struct {
 					AM struct {
 						Controls []struct {
-							ID, Framework    string
-							FrameworkVersion string `json:"framework_version"`
+							Framework string
+							Releases  []string
+							ID        []string
 						} `json:"controls"`
 						Detections []struct {
 							Product       string `json:"product"`
-							CapabilityID  string `json:"capability_id"`
 							ScoreCategory string `json:"score_category"`
 							ScoreValue    string `json:"score_value"`
 							Alerts        []struct{ ID string }
@@ -254,8 +255,13 @@ func TestAllFrameworksAgainstElasticsearch(t *testing.T) {
 	am := r.Hits.Hits[0].Source.AM
 	rev5 := map[string]bool{}
 	for _, c := range am.Controls {
-		if c.Framework == "nist_800_53" && c.FrameworkVersion == "rev5" {
-			rev5[c.ID] = true
+		if c.Framework == "nist_800_53" && slices.Contains(c.Releases, "nist_800_53 rev5") {
+			for _, id := range c.ID {
+				if rev5[id] {
+					t.Errorf("control %s named twice: the compact shape names a control once across releases", id)
+				}
+				rev5[id] = true
+			}
 		}
 	}
 	for _, id := range []string{"AC-17", "AC-2", "AC-3", "AC-4", "AC-5", "AC-6", "CA-7", "CM-2", "CM-5", "CM-6", "CM-7", "IA-2", "SC-7", "SI-10", "SI-15", "SI-4"} {
@@ -271,7 +277,7 @@ func TestAllFrameworksAgainstElasticsearch(t *testing.T) {
 				t.Errorf("Defender for Identity alerts: %+v", d.Alerts)
 			}
 		}
-		if d.CapabilityID == "amazon_virtual_private_cloud" && d.ScoreCategory == "protect" && d.ScoreValue == "partial" {
+		if d.Product == "Amazon Virtual Private Cloud" && d.ScoreCategory == "protect" && d.ScoreValue == "partial" {
 			vpc = true
 		}
 	}

@@ -58,6 +58,8 @@ func runDaemon(ctx context.Context, e env, args []string) error {
 		fmt.Fprintf(e.stdout, "fields enricher adds to each alert index mapping: %d (%d under %s, 1 per plugin namespace); "+
 			"Kibana's alert indices allow %d in all\n",
 			elastic.FieldsAdded(len(cfg.Plugins)), elastic.FieldsAdded(0), cfg.Output.Root, kibanaFieldLimit)
+		fmt.Fprintf(e.stdout, "output: %s shape under %s; mapping details in index %s\n",
+			cfg.Output.Detail, cfg.Output.Root, cfg.Output.DetailsIndex)
 		return nil
 	}
 
@@ -76,6 +78,7 @@ func runDaemon(ctx context.Context, e env, args []string) error {
 	}
 	store, state := newStore(client, cfg, parts, log)
 	r := runner.New(store, state, parts.pipeline, runnerOptions(cfg), m, log)
+	r.SetDetails(elastic.NewDetails(client, cfg.Output.DetailsIndex, state, log))
 
 	srv, err := startServer(cfg.Daemon.Listen, reg, r.Ready, log)
 	if err != nil {

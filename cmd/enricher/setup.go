@@ -47,9 +47,9 @@ func runSetup(ctx context.Context, e env, args []string) error {
 		var role map[string]any
 		switch *printRole {
 		case "daemon":
-			role = elastic.DaemonRole(cfg.Alerts.Indices, cfg.Daemon.StateIndex)
+			role = elastic.DaemonRole(cfg.Alerts.Indices, cfg.Daemon.StateIndex, cfg.Output.DetailsIndex)
 		case "setup":
-			role = elastic.SetupRole(cfg.Alerts.Indices, cfg.Daemon.StateIndex)
+			role = elastic.SetupRole(cfg.Alerts.Indices, cfg.Daemon.StateIndex, cfg.Output.DetailsIndex)
 		default:
 			return usagef("--print-role %q: want daemon or setup", *printRole)
 		}
@@ -82,6 +82,13 @@ func runSetup(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "state index %s: ready\n", state.Index())
+	details := elastic.NewDetails(client, cfg.Output.DetailsIndex, state, log)
+	res, err := details.Publish(ctx, parts.attack)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "mapping detail index %s: ready; ruleset %s: %d details written, %d there already\n",
+		details.Index(), rs.Version(), res.Written, res.Existing)
 	ready, problems, err := store.Prepare(ctx, nil)
 	if err != nil {
 		return err

@@ -120,6 +120,11 @@ type Output struct {
 	Root string `yaml:"root"`
 	// InstallMappings puts enricher's field mappings on alert indices and an index template. Default true.
 	InstallMappings *bool `yaml:"install_mappings"`
+	// Detail is the shape of the mappings on an alert: compact (default; comments,
+	// references and provenance in the mapping detail index) or full (every mapping whole).
+	Detail string `yaml:"detail"`
+	// DetailsIndex is the mapping detail index. Default enricher-mapping-details.
+	DetailsIndex string `yaml:"details_index"`
 }
 
 // Plugin is one external enrichment stage.
@@ -182,7 +187,7 @@ func Default() Config {
 		Elasticsearch: Elasticsearch{RequestTimeout: 30 * time.Second},
 		Alerts:        Alerts{Indices: []string{".alerts-security.alerts-*"}, TimeField: "@timestamp"},
 		Rules:         Rules{InheritParent: &t},
-		Output:        Output{Root: "attack_mappings", InstallMappings: &t},
+		Output:        Output{Root: "attack_mappings", InstallMappings: &t, Detail: enrich.DetailCompact, DetailsIndex: DefaultDetailsIndex},
 		Daemon: Daemon{
 			Listen:          "127.0.0.1:9464",
 			PollInterval:    10 * time.Second,
@@ -202,6 +207,10 @@ func Default() Config {
 		},
 	}
 }
+
+// DefaultDetailsIndex is the default mapping detail index: one document per mapping of
+// the loaded rulesets, which alerts reference through <root>.details.
+const DefaultDetailsIndex = "enricher-mapping-details"
 
 // Limits on the config file.
 const (
@@ -593,6 +602,12 @@ func (c *Config) fillDefaults() {
 	if c.Output.InstallMappings == nil {
 		c.Output.InstallMappings = d.Output.InstallMappings
 	}
+	if c.Output.Detail == "" {
+		c.Output.Detail = d.Output.Detail
+	}
+	if c.Output.DetailsIndex == "" {
+		c.Output.DetailsIndex = d.Output.DetailsIndex
+	}
 	for i := range c.Plugins {
 		if c.Plugins[i].Timeout == 0 {
 			c.Plugins[i].Timeout = 10 * time.Second
@@ -703,6 +718,12 @@ func (c *Config) Validate() error {
 	}
 	if reservedFields[c.Output.Root] || strings.HasPrefix(c.Output.Root, "_") {
 		return bad("output.root", c.Output.Root, "is a top-level alert field (ECS, Kibana or Wazuh) or an Elasticsearch metadata field; enricher writes only its own new field")
+	}
+	if c.Output.Detail != enrich.DetailCompact && c.Output.Detail != enrich.DetailFull {
+		return bad("output.detail", c.Output.Detail, "must be compact or full")
+	}
+	if !reIndexName.MatchString(c.Output.DetailsIndex) {
+		return bad("output.details_index", c.Output.DetailsIndex, "must be a lower-case index name")
 	}
 	for i, f := range c.Alerts.Fields {
 		if !isFieldPath(f.Path) {

@@ -26,6 +26,8 @@ func TestLoadBadConfigs(t *testing.T) {
 		{"invalid-unknown-key.yml", `testdata/invalid-unknown-key.yml: line 2: elasticsearch.url: unknown field (known: api_key, ca_file, password, request_timeout, urls, username)`},
 		{"invalid-batch-size.yml", `testdata/invalid-batch-size.yml: daemon.batch_size: must be between 1 and 10000 (got "0")`},
 		{"invalid-duration.yml", `testdata/invalid-duration.yml: line 2: daemon.poll_interval: want a duration with a unit, such as 10s or 1m30s (got "soon")`},
+		{"invalid-detail.yml", `testdata/invalid-detail.yml: output.detail: must be compact or full (got "verbose")`},
+		{"invalid-details-index.yml", `testdata/invalid-details-index.yml: output.details_index: must be a lower-case index name (got "Mapping/Details")`},
 		{"invalid-root.yml", `testdata/invalid-root.yml: output.root: must be one field name without dots (got "attack.mappings")`},
 		{"invalid-field-kind.yml", `testdata/invalid-field-kind.yml: alerts.fields[0].kind: must be id or tag (got "number")`},
 		{"invalid-plugin-sha.yml", `testdata/invalid-plugin-sha.yml: plugins[0].sha256: must be the binary's SHA-256, 64 lower-case hex digits (got "abc")`},

@@ -90,7 +90,7 @@ func (c *Client) Do(ctx context.Context, op, method, path string, q url.Values, 
 	}
 	if body != nil {
 		ct := "application/json"
-		if op == "bulk" {
+		if op == "bulk" || strings.HasSuffix(path, "/_bulk") {
 			ct = "application/x-ndjson"
 		}
 		req.Header.Set("Content-Type", ct)

@@ -18,9 +18,12 @@ import (
 // enrich.Schema: keywords an analyst filters on with KQL, booleans, longs, dates, the
 // free-text comments. The object is "dynamic": false, so nothing but these fields is
 // ever added to the index mapping by enricher's writes.
-func RootMapping() map[string]any {
+func RootMapping() map[string]any { return schemaMapping(enrich.Schema) }
+
+// schemaMapping is the "dynamic": false object mapping of a schema.
+func schemaMapping(schema []enrich.SchemaField) map[string]any {
 	root := map[string]any{"dynamic": false, "properties": map[string]any{}}
-	for _, f := range enrich.Schema {
+	for _, f := range schema {
 		parent := root
 		segs := strings.Split(f.Path, ".")
 		for _, seg := range segs[:len(segs)-1] {

@@ -25,31 +25,32 @@ func backingPatterns(patterns []string) []string {
 
 // DaemonRole is the role descriptor (the body of PUT _security/role/<name>, or one entry
 // of an API key's role_descriptors) for the daemon: search, point in time and update of
-// the alerts, and of its state documents. It cannot delete an index or a document, read
-// an index outside the patterns, create an index or change settings. Elasticsearch's
+// the alerts; its state documents and the mapping detail index, whose documents of old
+// rulesets it also deletes. It cannot delete an index or an alert, read an index outside
+// the patterns, create an index or change settings. Elasticsearch's
 // index privilege includes the put-mapping action, so the daemon maps its fields on
 // rolled-over indices itself.
-func DaemonRole(alertPatterns []string, stateIndex string) map[string]any {
+func DaemonRole(alertPatterns []string, stateIndex, detailsIndex string) map[string]any {
 	alerts := []string{"read", "index", "view_index_metadata"}
 	return map[string]any{
 		"cluster": []string{},
 		"indices": []any{
 			map[string]any{"names": backingPatterns(alertPatterns), "privileges": alerts},
-			map[string]any{"names": []string{stateIndex}, "privileges": []string{"read", "index", "view_index_metadata"},
+			map[string]any{"names": []string{stateIndex, detailsIndex}, "privileges": []string{"read", "index", "delete", "view_index_metadata"},
 				"allow_restricted_indices": false},
 		},
 	}
 }
 
 // SetupRole is the role `enricher setup` needs: read and put mappings on the alert
-// indices (the put-mapping action by name, not manage, which could delete them) and
-// create the state index.
-func SetupRole(alertPatterns []string, stateIndex string) map[string]any {
+// indices (the put-mapping action by name, not manage, which could delete them), create
+// the state and mapping detail indices and write the details of the ruleset.
+func SetupRole(alertPatterns []string, stateIndex, detailsIndex string) map[string]any {
 	return map[string]any{
 		"cluster": []string{},
 		"indices": []any{
 			map[string]any{"names": backingPatterns(alertPatterns), "privileges": []string{"view_index_metadata", "indices:admin/mapping/put"}},
-			map[string]any{"names": []string{stateIndex}, "privileges": []string{"read", "index", "view_index_metadata", "create_index"}},
+			map[string]any{"names": []string{stateIndex, detailsIndex}, "privileges": []string{"read", "index", "delete", "view_index_metadata", "create_index"}},
 		},
 	}
 }

@@ -71,6 +71,8 @@ type Runner struct {
 	cur     *generation      // registered: its number is known
 	changed chan struct{}    // closed and replaced when cur changes
 
+	details DetailPublisher // nil: no detail index
+
 	health *health
 	sleep  func(context.Context, time.Duration) error
 	now    func() time.Time
@@ -104,6 +106,34 @@ func (r *Runner) SetPipeline(p *enrich.Pipeline) {
 	r.want = p
 }
 
+// SetDetails makes the runner publish the mapping details of every pipeline it
+// registers (its stages that are enrich.DetailSource). Call it before Run.
+func (r *Runner) SetDetails(p DetailPublisher) { r.details = p }
+
+// publishDetails publishes the details of p's stages. A store that is unavailable is an
+// error (the registration is tried again); any other failure is logged and enrichment
+// goes on: the details are one click away from an alert, not part of it.
+func (r *Runner) publishDetails(ctx context.Context, p *enrich.Pipeline) error {
+	if r.details == nil {
+		return nil
+	}
+	for _, st := range p.Stages() {
+		src, ok := st.Stage.(enrich.DetailSource)
+		if !ok {
+			continue
+		}
+		err := r.details.PublishDetails(ctx, src)
+		if errors.Is(err, ErrUnavailable) {
+			return fmt.Errorf("publish mapping details: %w", err)
+		}
+		if err != nil {
+			hash, _ := src.DetailVersion()
+			r.log.Error("mapping details not published; alerts link to details that are missing", "rules", short(hash), "err", err)
+		}
+	}
+	return nil
+}
+
 // generation returns the registered generation of the wanted pipeline, registering it
 // with the state store when it is new to this runner.
 func (r *Runner) generation(ctx context.Context) (*generation, error) {
@@ -117,6 +147,9 @@ func (r *Runner) generation(ctx context.Context) (*generation, error) {
 	n, err := r.state.RegisterGeneration(ctx, g, want.StatusNamespace())
 	if err != nil {
 		return nil, fmt.Errorf("register generation %s: %w", g, err)
+	}
+	if err := r.publishDetails(ctx, want); err != nil {
+		return nil, err
 	}
 	g.Number = n
 	next := &generation{src: want, p: want.WithGeneration(n), gen: g}

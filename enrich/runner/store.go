@@ -42,6 +42,12 @@ type Store interface {
 	Reread(ctx context.Context, alerts []*enrich.Alert) ([]*enrich.Alert, error)
 }
 
+// DetailPublisher writes the mapping detail index for a stage's rules (see
+// enrich.DetailSource). Publishing what is published already changes nothing.
+type DetailPublisher interface {
+	PublishDetails(ctx context.Context, src enrich.DetailSource) error
+}
+
 // Scanner pages through the alerts of one scan.
 type Scanner interface {
 	// Next returns the next page; an empty page ends the scan.

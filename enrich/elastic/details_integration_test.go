@@ -1,0 +1,268 @@
+//go:build integration
+
+package elastic_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/enricher-dev/enricher/enrich"
+	"github.com/enricher-dev/enricher/enrich/elastic"
+	"github.com/enricher-dev/enricher/enrich/metrics"
+	"github.com/enricher-dev/enricher/enrich/sample"
+	"github.com/enricher-dev/enricher/rules"
+)
+
+// detailIndices returns a state index and a detail index of the test's own.
+func detailIndices(t *testing.T, c *elastic.Client) (state, details string) {
+	t.Helper()
+	n := fmt.Sprintf("%d%04d", time.Now().UnixNano()%1e9, rand.IntN(10000))
+	state, details = ".enricher-state-test-"+n, "enricher-mapping-details-test-"+n
+	t.Cleanup(func() {
+		for _, ix := range []string{state, details} {
+			c.Do(context.Background(), "other", http.MethodDelete, "/"+ix, url.Values{"expand_wildcards": {"all"}}, nil)
+		}
+	})
+	return state, details
+}
+
+// fakeDetails is a DetailSource with n small documents under its own ruleset hash.
+type fakeDetails struct {
+	hash string
+	n    int
+}
+
+func (f fakeDetails) DetailVersion() (string, string) { return f.hash, "fake" }
+func (f fakeDetails) EachDetail(fn func(string, []byte) error) error {
+	for i := range f.n {
+		doc := fmt.Sprintf(`{"ref":%q,"ruleset":{"hash":%q},"technique":"T%04d","kind":"control"}`,
+			enrich.DetailRef(fmt.Sprintf("T%04d", 1000+i), f.hash), f.hash, 1000+i)
+		if err := fn(fmt.Sprintf("%s-%d", f.hash[48:], i), []byte(doc)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// The detail index is written once per ruleset: a second publication (a restart) writes
+// nothing, one that lost its marker (a crash before it) creates no duplicate, and the
+// documents a reference names are the technique's mappings, comments included.
+func TestDetailIndexOncePerRuleset(t *testing.T) {
+	c := newClient(t, esURL(), nil)
+	stateX, detailsX := detailIndices(t, c)
+	rs, err := rules.LoadBuiltin(rules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attack := enrich.NewAttackStage(rs, enrich.AttackOptions{InheritParent: true})
+	want := 0
+	attack.EachDetail(func(string, []byte) error { want++; return nil })
+	ctx := context.Background()
+	newDetails := func() *elastic.Details {
+		return elastic.NewDetails(c, detailsX, elastic.NewState(c, stateX, nil, "test"), testLogger(t))
+	}
+	res, err := newDetails().Publish(ctx, attack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Written != want || res.Existing != 0 || res.Skipped {
+		t.Fatalf("first publication: %+v, want %d written", res, want)
+	}
+	// A restart: a new publisher finds the marker and writes nothing.
+	if res, err = newDetails().Publish(ctx, attack); err != nil || !res.Skipped || res.Written != 0 {
+		t.Fatalf("second publication: %+v %v", res, err)
+	}
+	// A publication that crashed before its marker: every document is there already.
+	c.Do(ctx, "other", http.MethodDelete, "/"+stateX+"/_doc/details-"+rs.Hash(), url.Values{"refresh": {"true"}}, nil)
+	if res, err = newDetails().Publish(ctx, attack); err != nil || res.Written != 0 || res.Existing != want {
+		t.Fatalf("publication without marker: %+v %v, want %d existing", res, err, want)
+	}
+	hits := searchAll(t, c, detailsX, map[string]any{"match_all": map[string]any{}})
+	if len(hits) != want {
+		t.Fatalf("%d documents, want %d", len(hits), want)
+	}
+	for _, h := range hits {
+		if h.Version != 1 {
+			t.Fatalf("%s: _version %d: written more than once", h.ID, h.Version)
+		}
+	}
+	// The alert's reference finds the technique's mappings with their free text.
+	ref := enrich.DetailRef("T1021.002", rs.Hash())
+	hits = searchAll(t, c, detailsX, map[string]any{"term": map[string]any{"ref": ref}})
+	var controls, products []string
+	comments := 0
+	for _, h := range hits {
+		switch h.Source["kind"] {
+		case "control":
+			controls = append(controls, h.Source["capability_id"].(string))
+		case "detection":
+			products = append(products, h.Source["name"].(string))
+			if s, _ := h.Source["comments"].(string); s != "" {
+				comments++
+			}
+		}
+	}
+	sort.Strings(products)
+	if len(controls) != 16 || strings.Join(products, ",") != "Azure Network Security Groups,Azure Network Watcher: Traffic Analytics,Microsoft Defender for Identity,Microsoft Sentinel" || comments == 0 {
+		t.Fatalf("ref %s: controls %v, products %v, %d with comments", ref, controls, products, comments)
+	}
+	// comments are full text: a word of one finds it.
+	if hits := searchAll(t, c, detailsX, map[string]any{"match": map[string]any{"comments": "SMB"}}); len(hits) == 0 {
+		t.Fatal("comments are not searchable as text")
+	}
+}
+
+// Publishing a fourth ruleset removes the oldest one's documents and marker; the three
+// newest stay.
+func TestDetailIndexOldVersionsGo(t *testing.T) {
+	c := newClient(t, esURL(), nil)
+	stateX, detailsX := detailIndices(t, c)
+	ctx := context.Background()
+	var srcs []fakeDetails
+	for i := range 4 {
+		srcs = append(srcs, fakeDetails{hash: fmt.Sprintf("%064x", i+1), n: 1200}) // more than one search page
+		d := elastic.NewDetails(c, detailsX, elastic.NewState(c, stateX, nil, "test"), testLogger(t))
+		res, err := d.Publish(ctx, srcs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wantRemoved := max(0, i+1-elastic.DetailVersionsKept); res.Removed != wantRemoved || res.Written != 1200 {
+			t.Fatalf("publication %d: %+v, want %d removed", i, res, wantRemoved)
+		}
+		// Documents of a ruleset the cleanup removes were written long before, and visible.
+		if err := sample.Refresh(ctx, c, []string{stateX, detailsX}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond) // distinct publication times
+	}
+	count := func(hash string) int {
+		body, _ := json.Marshal(map[string]any{"query": map[string]any{"term": map[string]any{"ruleset.hash": hash}}})
+		sample.Refresh(ctx, c, []string{detailsX})
+		code, resp, err := c.Do(ctx, "other", http.MethodPost, "/"+detailsX+"/_count", nil, body)
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("count: %v %s", err, resp)
+		}
+		var r struct{ Count int }
+		json.Unmarshal(resp, &r)
+		return r.Count
+	}
+	if n := count(srcs[0].hash); n != 0 {
+		t.Fatalf("oldest ruleset: %d documents left", n)
+	}
+	for _, s := range srcs[1:] {
+		if n := count(s.hash); n != 1200 {
+			t.Fatalf("ruleset %s: %d documents, want 1200", s.hash[:8], n)
+		}
+	}
+	code, _, _ := c.Do(ctx, "other", http.MethodGet, "/"+stateX+"/_doc/details-"+srcs[0].hash, nil, nil)
+	if code != http.StatusNotFound {
+		t.Fatalf("oldest marker: status %d, want 404", code)
+	}
+}
+
+// The daemon's path: a runner publishes the details of its ruleset when it registers its
+// generation; the alerts' references resolve; the full shape still writes every mapping
+// whole; and the offline enrich path computes the same root object as the daemon.
+func TestDetailsFromRunnerAndShapes(t *testing.T) {
+	m := metrics.New(prometheus.NewRegistry())
+	c := newClient(t, esURL(), m)
+	s := space(t, c)
+	docs := kibanaDocs(s, 200, 11)
+	ctx := context.Background()
+	if err := sample.Load(ctx, c, docs); err != nil {
+		t.Fatal(err)
+	}
+	_, detailsX := detailIndices(t, c)
+	h := newHarness(t, c, m, []string{".alerts-security.alerts-" + string(s)}, nil)
+	h.r.SetDetails(elastic.NewDetails(c, detailsX, h.state, testLogger(t)))
+	if _, err := h.r.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hits := searchAll(t, c, s.Alias(), map[string]any{"term": map[string]any{"attack_mappings.techniques": "T1021.002"}})
+	if len(hits) == 0 {
+		t.Fatal("no T1021.002 alert")
+	}
+	rs, _ := rules.LoadBuiltin(rules.Options{})
+	offline := enrich.NewAttackStage(rs, enrich.AttackOptions{InheritParent: true})
+	for _, hit := range hits {
+		r := root(hit)
+		refs, _ := r["details"].([]any)
+		if len(refs) == 0 {
+			t.Fatalf("%s: no details reference: %v", hit.ID, r)
+		}
+		for _, ref := range refs {
+			if n := len(searchAll(t, c, detailsX, map[string]any{"term": map[string]any{"ref": ref}})); n == 0 {
+				t.Fatalf("%s: reference %v finds no details", hit.ID, ref)
+			}
+		}
+		// The offline path (enricher enrich) computes the same object from the same source.
+		src := map[string]any{}
+		for k, v := range hit.Source {
+			if k != "attack_mappings" {
+				src[k] = v
+			}
+		}
+		b, _ := json.Marshal(offline.Document(src, "t"))
+		var want map[string]any
+		json.Unmarshal(b, &want)
+		for _, k := range []string{"enriched_at", "ruleset", "pending_stages"} {
+			delete(want, k)
+			delete(r, k)
+		}
+		gotJSON, _ := json.Marshal(r)
+		wantJSON, _ := json.Marshal(want)
+		if string(gotJSON) != string(wantJSON) {
+			t.Fatalf("%s: daemon and offline enrich differ:\ndaemon  %s\noffline %s", hit.ID, gotJSON, wantJSON)
+		}
+	}
+
+	// output.detail: full, a new generation: every mapping whole on the alert again.
+	full := enrich.NewAttackStage(rs, enrich.AttackOptions{InheritParent: true, Detail: enrich.DetailFull})
+	p, err := enrich.NewPipeline([]enrich.PipelineStage{{Stage: full, Required: true}}, "attack_mappings", m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2 := newHarnessState(t, c, m, []string{".alerts-security.alerts-" + string(s)}, p, h.stateX,
+		elastic.StoreOptions{Indices: []string{".alerts-security.alerts-" + string(s)}, InstallMappings: true, MaxRequestItems: 50}, testOptions())
+	if res, err := h2.r.RunOnce(ctx); err != nil || res.Written != len(docs) {
+		t.Fatalf("full shape run: %+v %v", res, err)
+	}
+	hits = searchAll(t, c, s.Alias(), map[string]any{"term": map[string]any{"attack_mappings.detections.capability_id": "microsoft_defender_for_identity"}})
+	if len(hits) == 0 {
+		t.Fatal("full shape: no alert found by detections.capability_id")
+	}
+	for _, hit := range hits {
+		dets := root(hit)["detections"].([]any)
+		withComments := 0
+		for _, d := range dets {
+			if s, _ := d.(map[string]any)["comments"].(string); s != "" {
+				withComments++
+			}
+		}
+		if ctl := root(hit)["controls"].([]any); len(ctl) < 16 || withComments == 0 {
+			t.Fatalf("%s: full shape has %d controls, %d detections with comments", hit.ID, len(ctl), withComments)
+		}
+		if _, ok := ctl0(root(hit))["framework_version"]; !ok {
+			t.Fatalf("%s: full shape lacks provenance: %v", hit.ID, ctl0(root(hit)))
+		}
+	}
+}
+
+func ctl0(r map[string]any) map[string]any {
+	c, _ := r["controls"].([]any)
+	if len(c) == 0 {
+		return nil
+	}
+	m, _ := c[0].(map[string]any)
+	return m
+}
