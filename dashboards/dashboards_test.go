@@ -9,10 +9,18 @@ package dashboards
 //   - Sample alerts from enrich/sample in indices unique to this run, one per source
 //     (a Kibana-like hidden alerts index behind .alerts-security.alerts-dash<id>,
 //     logs-endpoint.alerts-dash<id>, wazuh-alerts-dash<id>, sigma-alerts-dash<id>), so
-//     other tests using the shared sample indices are not disturbed.
+//     other tests using the shared sample indices are not disturbed; the mapping detail
+//     index is enricher-mapping-details-dash<id> (output.details_index), and the data
+//     view over enricher-mapping-details is checked against it. The daemon's state index
+//     is .enricher-state-dash<id> too: a daemon sharing the state index removes the
+//     details of all but the newest rulesets published, from whatever index they are in.
 //   - bin/enricher built from this checkout, run as a daemon on a free port (with the
 //     example asset-inventory plugin when the daemon can run plugins) and once more with
-//     `run --once` after the daemon drained the indices.
+//     `run --once` after the daemon drained the indices. Its rules are the built-in
+//     files (rules/builtin) plus testdata/acme-2.0_attack-16.1-enterprise.json: product
+//     detections with comments and references, a parent technique's mapping (T1021) and
+//     one under a revoked ID (T1077), so the mapping details have every field the
+//     Kibana objects show.
 //   - Prometheus (scripts/prom-up.sh, PROM_PORT = a free port) scraping the daemon every
 //     1s with the alert rules loaded, while the daemon enriches the alerts.
 //
@@ -58,6 +66,8 @@ type harness struct {
 	enricher   string
 	space      sample.KibanaSpace
 	indices    []string // the alias for Kibana, concrete names for the rest
+	details    string   // the mapping detail index the daemon publishes
+	state      string   // the daemon's state index
 	docIDs     map[string]bool
 	daemon     *exec.Cmd
 	daemonDone chan error
@@ -155,6 +165,8 @@ func (h *harness) start() error {
 		sample.SigmaIndex:    "sigma-alerts-" + id,
 	}
 	h.indices = []string{rename[sample.KibanaAlias], rename[sample.EndpointIndex], rename[sample.WazuhIndex], rename[sample.SigmaIndex]}
+	h.details = config.DefaultDetailsIndex + "-" + id
+	h.state = ".enricher-state-" + id
 	h.cleanups = append(h.cleanups, h.deleteIndices)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -256,8 +268,9 @@ scrape_configs:
 	if out, err := h.run(60*time.Second, nil, h.enricher, "run", "--once", "--config", h.config, "--listen", "127.0.0.1:"+once); err != nil {
 		return fmt.Errorf("enricher run --once: %v\n%s", err, out)
 	}
-	if code, body, err := h.es(http.MethodPost, "/"+strings.Join(h.indices, ",")+"/_refresh?expand_wildcards=open,hidden", nil); err != nil || code != http.StatusOK {
-		return fmt.Errorf("refresh: %d %v %.200s", code, err, body)
+	if code, body, err := h.es(http.MethodPost, "/"+strings.Join(h.indices, ",")+","+h.details+"/_refresh?expand_wildcards=open,hidden", nil); err != nil || code != http.StatusOK {
+		log, _ := os.ReadFile(h.daemonLog)
+		return fmt.Errorf("refresh (the daemon publishes the mapping detail index %s on its first pass): %d %v %.200s\ndaemon log:\n%s", h.details, code, err, body, log)
 	}
 	// Prometheus has seen the whole run once it reports every alert processed.
 	return h.waitProm(fmt.Sprintf(`sum(enricher_alerts_processed_total) >= %d`, sampleCount), 30*time.Second)
@@ -287,12 +300,28 @@ func (h *harness) buildPlugin() ([]map[string]any, error) {
 // maxAlertBytes is the daemon's daemon.max_alert_bytes here: above every sample alert.
 const maxAlertBytes = 256 << 10
 
+// ruleSources are the daemon's rules: the built-in files and the dashboards' own CTID file.
+func (h *harness) ruleSources() ([]string, error) {
+	builtin, _ := filepath.Glob(filepath.Join(h.root, "rules", "builtin", "*.yaml"))
+	if len(builtin) == 0 {
+		return nil, fmt.Errorf("no rules/builtin/*.yaml under %s", h.root)
+	}
+	return append(builtin, filepath.Join(h.root, "dashboards", "testdata", "acme-2.0_attack-16.1-enterprise.json")), nil
+}
+
 func (h *harness) startDaemon(plugins []map[string]any) error {
+	sources, err := h.ruleSources()
+	if err != nil {
+		return err
+	}
 	cfg := map[string]any{
 		"elasticsearch": map[string]any{"urls": []string{h.esURL}},
+		"rules":         map[string]any{"sources": sources},
 		"alerts":        map[string]any{"indices": h.indices},
+		"output":        map[string]any{"details_index": h.details},
 		// The sample alerts (loaded after the start) span two hours: all are the live path's.
-		"daemon": map[string]any{"listen": h.daemonAddr, "poll_interval": "1s", "live_window": "24h", "max_alert_bytes": maxAlertBytes},
+		"daemon": map[string]any{"listen": h.daemonAddr, "poll_interval": "1s", "live_window": "24h", "max_alert_bytes": maxAlertBytes,
+			"state_index": h.state},
 	}
 	if plugins != nil {
 		cfg["plugins"] = plugins
@@ -355,7 +384,7 @@ func (h *harness) deleteIndices() {
 	if os.Getenv("DASHBOARDS_KEEP") == "1" || h.space == "" {
 		return
 	}
-	h.es(http.MethodDelete, "/"+h.space.Backing()+","+strings.Join(h.indices[1:], ",")+"?ignore_unavailable=true&expand_wildcards=open,hidden", nil)
+	h.es(http.MethodDelete, "/"+h.space.Backing()+","+strings.Join(h.indices[1:], ",")+","+h.details+","+h.state+"?ignore_unavailable=true&expand_wildcards=open,hidden", nil)
 	h.es(http.MethodDelete, "/_index_template/"+url.PathEscape(h.space.Template()), nil)
 }
 
@@ -698,6 +727,9 @@ func TestMetricLabelValuesHaveNoIDs(t *testing.T) {
 
 // ---- Kibana ----
 
+// viewIndices returns the test indices a data view covers: the enriched alert indices
+// its patterns match, and this run's mapping detail index for the data view over the
+// default one (config.DefaultDetailsIndex).
 func (h *harness) viewIndices(t *testing.T, dv DataView) []string {
 	t.Helper()
 	var out []string
@@ -706,13 +738,29 @@ func (h *harness) viewIndices(t *testing.T, dv DataView) []string {
 			out = append(out, ix)
 		}
 	}
+	for _, p := range dv.Patterns() {
+		if strings.TrimSpace(p) == config.DefaultDetailsIndex {
+			out = append(out, h.details)
+		}
+	}
 	if len(out) == 0 {
-		t.Fatalf("data view %s (%q) matches none of the enriched test indices %v", dv.ID, dv.Title, h.indices)
+		t.Fatalf("data view %s (%q) matches none of the enriched test indices %v nor %s", dv.ID, dv.Title, h.indices, config.DefaultDetailsIndex)
 	}
 	return out
 }
 
-func fitting(use FieldUse, typ string) bool {
+// fieldMapping is what the tests read of a leaf field's mapping (comparable, so that
+// indices mapping a field alike are one entry).
+type fieldMapping struct {
+	Type                 string
+	NoIndex, NoDocValues bool // "index": false, "doc_values": false
+}
+
+// searchable reports whether queries (exists among them) can run on the field.
+func (m fieldMapping) searchable() bool { return !m.NoIndex }
+
+func fitting(use FieldUse, m fieldMapping) bool {
+	typ := m.Type
 	numeric := map[string]bool{"long": true, "integer": true, "short": true, "byte": true, "double": true,
 		"float": true, "half_float": true, "scaled_float": true, "unsigned_long": true}
 	switch use.Use {
@@ -732,15 +780,22 @@ func fitting(use FieldUse, typ string) bool {
 			return typ == "date" || typ == "date_nanos"
 		}
 		return false
+	case UseSort:
+		return typ != "object" && typ != "nested" && typ != "text" && !m.NoDocValues
+	case UseQuery:
+		return typ != "object" && typ != "nested" && m.searchable()
 	}
 	return typ != "object" && typ != "nested"
 }
 
 // TestKibanaFieldsInRealMapping checks that every field a Kibana object references (data
-// view time field and field labels, saved-search columns, sort and KQL fields, Lens
-// columns) is mapped in the enriched test indices its data view covers, with one type
-// across them (no Kibana "conflict") that fits the use: keyword for string terms, date
-// for time fields and date histograms.
+// view time field, field labels and field formats, saved-search columns, sort and KQL
+// fields, Lens columns, the KQL of the links a field format renders) is mapped in the
+// test indices its data view covers, with one type across them (no Kibana "conflict")
+// that fits the use: keyword for string terms, date for time fields and date
+// histograms, doc values for sorts, indexed for queries. And that the daemon, which
+// writes the default (compact) shape here, wrote it: at least one document of those
+// indices has a value, so no object is built on a field only output.detail: full writes.
 func TestKibanaFieldsInRealMapping(t *testing.T) {
 	h := env(t)
 	views, uses, _, errs := Plan(loadKibana(t))
@@ -753,6 +808,7 @@ func TestKibanaFieldsInRealMapping(t *testing.T) {
 	}
 	for id, us := range byView {
 		dv := views[id]
+		indices := h.viewIndices(t, dv)
 		fields := map[string]bool{}
 		for _, u := range us {
 			fields[u.Field] = true
@@ -762,7 +818,7 @@ func TestKibanaFieldsInRealMapping(t *testing.T) {
 			names = append(names, f)
 		}
 		sort.Strings(names)
-		path := "/" + strings.Join(h.viewIndices(t, dv), ",") + "/_mapping/field/" + strings.Join(names, ",") + "?expand_wildcards=open,hidden"
+		path := "/" + strings.Join(indices, ",") + "/_mapping/field/" + strings.Join(names, ",") + "?expand_wildcards=open,hidden"
 		code, body, err := h.es(http.MethodGet, path, nil)
 		if err != nil || code != http.StatusOK {
 			t.Fatalf("GET %s: %d %v %.300s", path, code, err, body)
@@ -770,22 +826,26 @@ func TestKibanaFieldsInRealMapping(t *testing.T) {
 		var got map[string]struct {
 			Mappings map[string]struct {
 				Mapping map[string]struct {
-					Type string `json:"type"`
+					Type      string `json:"type"`
+					Index     *bool  `json:"index"`
+					DocValues *bool  `json:"doc_values"`
 				} `json:"mapping"`
 			} `json:"mappings"`
 		}
 		if err := json.Unmarshal(body, &got); err != nil {
 			t.Fatal(err)
 		}
-		types := map[string]map[string][]string{} // field -> type -> indices
+		types := map[string]map[fieldMapping][]string{} // field -> mapping -> indices
 		for ix, m := range got {
 			for f, fm := range m.Mappings {
 				leaf := f[strings.LastIndex(f, ".")+1:]
 				if types[f] == nil {
-					types[f] = map[string][]string{}
+					types[f] = map[fieldMapping][]string{}
 				}
-				typ := fm.Mapping[leaf].Type
-				types[f][typ] = append(types[f][typ], ix)
+				mp := fm.Mapping[leaf]
+				key := fieldMapping{Type: mp.Type,
+					NoIndex: mp.Index != nil && !*mp.Index, NoDocValues: mp.DocValues != nil && !*mp.DocValues}
+				types[f][key] = append(types[f][key], ix)
 			}
 		}
 		for _, u := range us {
@@ -794,16 +854,77 @@ func TestKibanaFieldsInRealMapping(t *testing.T) {
 			case len(ts) == 0:
 				t.Errorf("%s: field %s (%s) is not mapped in any index of data view %s", u.Object, u.Field, u.Use, id)
 			case len(ts) > 1:
-				t.Errorf("%s: field %s has conflicting types across data view %s: %v", u.Object, u.Field, id, ts)
+				t.Errorf("%s: field %s has conflicting mappings across data view %s: %v", u.Object, u.Field, id, ts)
 			default:
-				for typ := range ts {
-					if !fitting(u, typ) {
-						t.Errorf("%s: field %s is %s, which does not fit its use as %s %s", u.Object, u.Field, typ, u.Use, u.DataType)
+				for m := range ts {
+					if !fitting(u, m) {
+						t.Errorf("%s: field %s is %+v, which does not fit its use as %s %s", u.Object, u.Field, m, u.Use, u.DataType)
 					}
 				}
 			}
 		}
+		for _, f := range names {
+			var m fieldMapping
+			for k := range types[f] {
+				m = k
+			}
+			if len(types[f]) != 1 {
+				continue // reported above
+			}
+			if n := h.valuesOf(t, dv, indices, f, m); n == 0 {
+				var objs []string
+				for _, u := range us {
+					if u.Field == f {
+						objs = append(objs, u.Object+" ("+u.Use+")")
+					}
+				}
+				t.Errorf("field %s has no value in any document of data view %s (%v): the daemon does not write it in its default shape; used by %v", f, id, indices, objs)
+			}
+		}
 	}
+}
+
+// valuesOf counts the documents of a data view's test indices that hold a value of the
+// field: an exists query where the field is indexed, else a scan of the documents'
+// values (fields of "index": false, such as references, cannot be queried).
+func (h *harness) valuesOf(t *testing.T, dv DataView, indices []string, field string, m fieldMapping) int {
+	t.Helper()
+	path := "/" + strings.Join(indices, ",") + "/_search"
+	if dv.AllowHidden {
+		path += "?expand_wildcards=open,hidden"
+	}
+	body := map[string]any{"size": 0, "track_total_hits": true, "query": map[string]any{"exists": map[string]any{"field": field}}}
+	if !m.searchable() {
+		body = map[string]any{"size": 10000, "_source": false, "fields": []string{field}}
+	}
+	b, _ := json.Marshal(body)
+	code, resp, err := h.es(http.MethodPost, path, b)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("POST %s %s: %d %v %.300s", path, b, code, err, resp)
+	}
+	var r struct {
+		Hits struct {
+			Total struct {
+				Value int `json:"value"`
+			} `json:"total"`
+			Hits []struct {
+				Fields map[string][]any `json:"fields"`
+			} `json:"hits"`
+		} `json:"hits"`
+	}
+	if err := json.Unmarshal(resp, &r); err != nil {
+		t.Fatal(err)
+	}
+	if m.searchable() {
+		return r.Hits.Total.Value
+	}
+	n := 0
+	for _, hit := range r.Hits.Hits {
+		if len(hit.Fields[field]) > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // TestKibanaQueriesReturnData runs every saved search and every Lens layer as the
@@ -868,6 +989,237 @@ func TestKibanaQueriesReturnData(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestKibanaDetailLinksResolve follows every link a URL field format of a data view
+// renders (the alert data views link attack_mappings.details to the mapping details),
+// with the real values the daemon wrote: each distinct value in the enriched alerts is
+// expanded as Kibana's UrlFormat expands it ({{value}} URL-encoded), resolved in a
+// Kibana with and without a base path and space, read back as Discover reads it (saved
+// search from #/view/<id>, its data view, the query from the rison _a), and the KQL run
+// on the search's data view. It must return the mapping detail documents of that
+// technique in that ruleset: some, every one with ref equal to the value and the
+// technique before its @; and, for an alert carrying the value, the documents its
+// values open must hold every control ID (capability_id of kind control) and every
+// detection product (name of kind detection) the alert shows.
+func TestKibanaDetailLinksResolve(t *testing.T) {
+	h := env(t)
+	objs := loadKibana(t)
+	views, _, _, errs := Plan(objs)
+	if len(errs) > 0 {
+		t.Fatalf("saved objects: %v", errors.Join(errs...))
+	}
+	searches := SearchDataViews(objs)
+	ids := make([]string, 0, len(views))
+	for id := range views {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	links := 0
+	for _, id := range ids {
+		for _, l := range views[id].Links {
+			links++
+			t.Run(id+"/"+l.Field, func(t *testing.T) {
+				h.checkLink(t, views, searches, l)
+			})
+		}
+	}
+	if links < 2 {
+		t.Fatalf("want the details link on both alert data views, found %d links", links)
+	}
+}
+
+// detailSet is what the documents a details value opens hold.
+type detailSet struct {
+	controls, products map[string]bool
+	hits               int
+}
+
+func (h *harness) checkLink(t *testing.T, views map[string]DataView, searches map[string]string, l Link) {
+	dv := views[l.DataView]
+	root := strings.SplitN(l.Field, ".", 2)[0]
+	// Every distinct value of the field, each with one alert that carries it.
+	body, _ := json.Marshal(map[string]any{
+		"size": 0, "query": map[string]any{"exists": map[string]any{"field": l.Field}},
+		"aggs": map[string]any{"v": map[string]any{
+			"terms": map[string]any{"field": l.Field, "size": 1000},
+			"aggs":  map[string]any{"alert": map[string]any{"top_hits": map[string]any{"size": 1, "_source": []string{root}}}},
+		}},
+	})
+	path := "/" + strings.Join(h.viewIndices(t, dv), ",") + "/_search"
+	if dv.AllowHidden {
+		path += "?expand_wildcards=open,hidden"
+	}
+	code, resp, err := h.es(http.MethodPost, path, body)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("POST %s %s: %d %v %.500s", path, body, code, err, resp)
+	}
+	var r struct {
+		Aggregations struct {
+			V struct {
+				SumOther int `json:"sum_other_doc_count"`
+				Buckets  []struct {
+					Key   string `json:"key"`
+					Alert struct {
+						Hits struct {
+							Hits []struct {
+								ID     string                    `json:"_id"`
+								Source map[string]map[string]any `json:"_source"`
+							} `json:"hits"`
+						} `json:"hits"`
+					} `json:"alert"`
+				} `json:"buckets"`
+			} `json:"v"`
+		} `json:"aggregations"`
+	}
+	if err := json.Unmarshal(resp, &r); err != nil {
+		t.Fatal(err)
+	}
+	buckets := r.Aggregations.V.Buckets
+	if len(buckets) == 0 {
+		t.Fatalf("no enriched alert of data view %s has a value of %s", l.DataView, l.Field)
+	}
+	if r.Aggregations.V.SumOther > 0 {
+		t.Errorf("more than %d distinct values of %s: some were not followed", len(buckets), l.Field)
+	}
+	opened := map[string]*detailSet{}
+	open := func(value string) *detailSet {
+		if s, ok := opened[value]; ok {
+			return s
+		}
+		s := h.followLink(t, views, searches, l, value)
+		opened[value] = s
+		return s
+	}
+	for _, b := range buckets {
+		open(b.Key)
+		if len(b.Alert.Hits.Hits) != 1 {
+			t.Fatalf("value %s: no alert in top_hits", b.Key)
+		}
+		alert := b.Alert.Hits.Hits[0]
+		am := alert.Source[root]
+		// The union of what the alert's details values open.
+		controls, products := map[string]bool{}, map[string]bool{}
+		for _, v := range strs(am[strings.TrimPrefix(l.Field, root+".")]) {
+			s := open(v)
+			for c := range s.controls {
+				controls[c] = true
+			}
+			for p := range s.products {
+				products[p] = true
+			}
+		}
+		groups, _ := am["controls"].([]any)
+		for _, g := range groups {
+			gm, _ := g.(map[string]any)
+			for _, id := range strs(gm["id"]) {
+				if !controls[id] {
+					t.Errorf("alert %s: control %s is in none of the mapping details its values %v open", alert.ID, id, am["details"])
+				}
+			}
+		}
+		dets, _ := am["detections"].([]any)
+		for _, d := range dets {
+			dm, _ := d.(map[string]any)
+			p, _ := dm["product"].(string)
+			if !products[p] {
+				t.Errorf("alert %s: detection product %q is in none of the mapping details its values %v open", alert.ID, p, am["details"])
+			}
+		}
+	}
+	total := 0
+	for _, s := range opened {
+		total += s.hits
+	}
+	t.Logf("%s: %d distinct values followed, %d mapping detail documents opened", l.Field, len(opened), total)
+}
+
+// followLink resolves the link for one value and runs the query Discover would run.
+func (h *harness) followLink(t *testing.T, views map[string]DataView, searches map[string]string, l Link, value string) *detailSet {
+	t.Helper()
+	out := &detailSet{controls: map[string]bool{}, products: map[string]bool{}}
+	if label := l.ExpandLabel(value); !strings.Contains(label, value) {
+		t.Errorf("value %s: the link reads %q, not the value", value, label)
+	}
+	q, err := l.Resolve(value, searches)
+	if err != nil {
+		t.Errorf("value %s: %v", value, err)
+		return out
+	}
+	if q.Object != "search/"+l.SavedSearch {
+		t.Errorf("value %s opens %s, not %s", value, q.Object, l.SavedSearch)
+	}
+	target, ok := views[q.DataView]
+	if !ok {
+		t.Errorf("value %s: the search's data view %s is not in the files", value, q.DataView)
+		return out
+	}
+	body, _ := json.Marshal(map[string]any{"query": q.KQL.ES(), "size": 10000, "track_total_hits": true,
+		"_source": []string{"ref", "technique", "kind", "capability_id", "name"}})
+	path := "/" + strings.Join(h.viewIndices(t, target), ",") + "/_search"
+	code, resp, err := h.es(http.MethodPost, path, body)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("POST %s %s: %d %v %.500s", path, body, code, err, resp)
+	}
+	var r struct {
+		Hits struct {
+			Total struct {
+				Value int `json:"value"`
+			} `json:"total"`
+			Hits []struct {
+				Source struct {
+					Ref          string `json:"ref"`
+					Technique    string `json:"technique"`
+					Kind         string `json:"kind"`
+					CapabilityID string `json:"capability_id"`
+					Name         string `json:"name"`
+				} `json:"_source"`
+			} `json:"hits"`
+		} `json:"hits"`
+	}
+	if err := json.Unmarshal(resp, &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Hits.Hits) == 0 {
+		t.Errorf("value %s: query %s on %s returns no mapping details", value, q.Title, target.Title)
+		return out
+	}
+	if r.Hits.Total.Value != len(r.Hits.Hits) {
+		t.Errorf("value %s: %d hits, %d read", value, r.Hits.Total.Value, len(r.Hits.Hits))
+	}
+	technique, _, _ := strings.Cut(value, "@")
+	for _, hit := range r.Hits.Hits {
+		d := hit.Source
+		if d.Ref != value || d.Technique != technique {
+			t.Errorf("value %s: query %s returns a document of ref %q, technique %q", value, q.Title, d.Ref, d.Technique)
+			continue
+		}
+		switch d.Kind {
+		case "control":
+			out.controls[d.CapabilityID] = true
+		case "detection":
+			out.products[d.Name] = true
+		}
+	}
+	out.hits = len(r.Hits.Hits)
+	return out
+}
+
+// strs returns the strings of a JSON value: a string or an array of strings.
+func strs(v any) []string {
+	switch x := v.(type) {
+	case string:
+		return []string{x}
+	case []any:
+		var out []string
+		for _, e := range x {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
 }
 
 // bucketDepth returns how many nested levels (b<level>) hold a non-empty bucket.

@@ -4,6 +4,11 @@
 // views, saved searches, Lens visualizations, one dashboard) in the saved-objects export
 // format, one object per line. Run it with `go generate ./dashboards`.
 //
+// Every field an object uses must be one the daemon writes in its default (compact)
+// shape: fields written only with output.detail: full (controls.group,
+// detections.capability_id, comments, references, per-entry provenance) are in the
+// mapping detail index instead, which the alerts link to through <root>.details.
+//
 // Keep every KQL query to the subset the integration test translates faithfully:
 // `field : "value"`, `field : value`, `field : *`, `not`, `and`, `or`, parentheses.
 package main
@@ -15,6 +20,8 @@ import (
 	"fmt"
 	"log"
 	"os"
+
+	"github.com/enricher-dev/enricher/enrich/config"
 )
 
 const (
@@ -27,6 +34,31 @@ const (
 
 	titleSecurity = ".alerts-security.alerts-*"
 	titleAll      = ".alerts-security.alerts-*,logs-endpoint.alerts-*,wazuh-alerts-*,sigma-alerts-*"
+
+	// The mapping detail index (output.details_index): one document per mapping, no time field.
+	dvDetails     = "enricher-mapping-details"
+	titleDetails  = config.DefaultDetailsIndex
+	searchDetails = "enricher-search-mapping-details"
+
+	// detailsURL is the URL format of <root>.details on the alert data views: Discover on
+	// the details saved search with the KQL query ref : "<value>".
+	//
+	//   - Relative and without a leading slash: Kibana's UrlFormat resolves such a URL
+	//     against <origin><basePath>/app/, basePath being the server base path plus the
+	//     space (/s/<id>), so the link stays in the Kibana and the space it is shown in.
+	//     "/app/discover…" would only work without a base path or space, and an absolute
+	//     URL would tie the objects to one Kibana.
+	//   - #/view/<id>: Discover loads the saved search (its data view, columns and sort),
+	//     and the _a (app state) in the hash overrides its query. No index, no _g: the
+	//     search names the data view, and the data view has no time field.
+	//   - _a is rison, URL-encoded as Kibana writes it (encodeURIComponent, then @ : $ , ;
+	//     left as they are, spaces as %20): query:'ref : "…"' becomes
+	//     query:'ref%20:%20%22…%22'.
+	//   - {{value}} is the value URL-encoded (encodeURIComponent), so a value cannot end
+	//     the query parameter; {{rawValue}} would be inserted as it is. Details values
+	//     (T1021.002@4ae3478e832a) hold no ' or !, which rison would need escaped.
+	detailsURL   = "discover#/view/" + searchDetails + "?_a=(query:(language:kuery,query:'ref%20:%20%22{{value}}%22'))"
+	detailsLabel = "{{value}}"
 )
 
 type obj = map[string]any
@@ -49,10 +81,12 @@ var labels = map[string]string{
 	"attack_mappings.unmapped_techniques":       "ATT&CK techniques without mappings",
 	"attack_mappings.has_detection":             "Has a product detection",
 	"attack_mappings.frameworks":                "Mapping frameworks",
-	"attack_mappings.controls.id":               "NIST control",
-	"attack_mappings.controls.name":             "NIST control name",
-	"attack_mappings.controls.group":            "NIST control family",
+	"attack_mappings.controls.framework":        "Control framework",
+	"attack_mappings.controls.id":               "Control",
+	"attack_mappings.controls.name":             "Control name",
+	"attack_mappings.controls.releases":         "Control framework releases",
 	"attack_mappings.detections.product":        "Detection product",
+	"attack_mappings.detections.releases":       "Detection framework releases",
 	"attack_mappings.detections.score_category": "Detection score category",
 	"attack_mappings.detections.alerts.id":      "Product alert ID",
 	"attack_mappings.detections.alerts.name":    "Product alert name",
@@ -61,28 +95,78 @@ var labels = map[string]string{
 	"attack_mappings.ruleset.version":           "Ruleset version",
 	"attack_mappings.enriched_at":               "Enriched at",
 	"attack_mappings.quarantine.reason":         "Quarantine reason",
+	"attack_mappings.details":                   "Mapping details",
 }
 
-func dataView(id, name, title string) obj {
+// alertFormats are the field formats of the alert data views: each details reference
+// links to its mapping details.
+var alertFormats = map[string]obj{
+	"attack_mappings.details": {"id": "url", "params": obj{"type": "a", "urlTemplate": detailsURL, "labelTemplate": detailsLabel}},
+}
+
+// detailLabels are the custom labels of the mapping detail data view (fields of
+// enrich.DetailSchema).
+var detailLabels = map[string]string{
+	"ref":                 "Mapping details reference",
+	"ruleset.version":     "Ruleset version",
+	"ruleset.hash":        "Ruleset hash",
+	"technique":           "ATT&CK technique",
+	"technique_name":      "ATT&CK technique name",
+	"kind":                "Mapping kind",
+	"framework":           "Framework",
+	"framework_version":   "Framework version",
+	"release":             "Framework release",
+	"attack_version":      "ATT&CK version",
+	"mapping_version":     "Mapping file version",
+	"mapping_type":        "Mapping type",
+	"source_mapping_type": "Mapping type as published",
+	"capability_id":       "Control ID or product",
+	"source_id":           "Capability ID as published",
+	"name":                "Control or product name",
+	"group":               "Control family or group",
+	"score_category":      "Score category",
+	"score_value":         "Score value",
+	"comments":            "Comments",
+	"references":          "References",
+	"alerts.id":           "Product alert ID",
+	"alerts.name":         "Product alert name",
+	"queries":             "Hunting query",
+	"events.id":           "Windows event ID",
+	"source_technique":    "ATT&CK technique as published",
+}
+
+// dataView is an index-pattern object: timeField "" for none; allowHidden for patterns
+// that match hidden indices or aliases.
+func dataView(id, name, title, timeField string, allowHidden bool, labels map[string]string, formats map[string]obj) obj {
 	attrs := obj{}
 	for f, l := range labels {
 		attrs[f] = obj{"customLabel": l}
+	}
+	fm := obj{}
+	for f, v := range formats {
+		fm[f] = v
+	}
+	a := obj{
+		"name": name, "title": title,
+		"allowHidden":    allowHidden,
+		"fieldAttrs":     mustJSON(attrs),
+		"fieldFormatMap": mustJSON(fm), "fields": "[]", "runtimeFieldMap": "{}", "sourceFilters": "[]", "typeMeta": "{}",
+	}
+	if timeField != "" {
+		a["timeFieldName"] = timeField
 	}
 	return obj{
 		"id": id, "type": "index-pattern", "managed": false,
 		"coreMigrationVersion": coreMigration, "typeMigrationVersion": "8.0.0", "updated_at": updatedAt,
 		"references": []any{},
-		"attributes": obj{
-			"name": name, "title": title, "timeFieldName": "@timestamp",
-			// .alerts-security.alerts-<space> is a hidden alias of hidden indices.
-			"allowHidden":    true,
-			"fieldAttrs":     mustJSON(attrs),
-			"fieldFormatMap": "{}", "fields": "[]", "runtimeFieldMap": "{}", "sourceFilters": "[]", "typeMeta": "{}",
-		},
+		"attributes": a,
 	}
 }
 
-func savedSearch(id, title, desc, dv, query string, columns []string) obj {
+// byTime is the sort of the alert searches: newest first.
+var byTime = [][]string{{"@timestamp", "desc"}}
+
+func savedSearch(id, title, desc, dv, query string, columns []string, sort [][]string) obj {
 	src := obj{
 		"query":        obj{"query": query, "language": "kuery"},
 		"filter":       []any{},
@@ -94,7 +178,7 @@ func savedSearch(id, title, desc, dv, query string, columns []string) obj {
 		"references": []any{obj{"id": dv, "name": "kibanaSavedObjectMeta.searchSourceJSON.index", "type": "index-pattern"}},
 		"attributes": obj{
 			"title": title, "description": desc, "columns": columns,
-			"sort": [][]string{{"@timestamp", "desc"}}, "grid": obj{}, "hideChart": false,
+			"sort": sort, "grid": obj{}, "hideChart": false,
 			"isTextBasedQuery": false, "timeRestore": false,
 			"kibanaSavedObjectMeta": obj{"searchSourceJSON": mustJSON(src)},
 		},
@@ -221,28 +305,37 @@ const (
 func objects() []obj {
 	c, t, d := "count", "bucket", "time"
 	return []obj{
-		dataView(dvSecurity, "Elastic Security alerts (enricher)", titleSecurity),
-		dataView(dvAll, "All enriched alert sources (enricher)", titleAll),
+		// .alerts-security.alerts-<space> is a hidden alias of hidden indices.
+		dataView(dvSecurity, "Elastic Security alerts (enricher)", titleSecurity, "@timestamp", true, labels, alertFormats),
+		dataView(dvAll, "All enriched alert sources (enricher)", titleAll, "@timestamp", true, labels, alertFormats),
+		dataView(dvDetails, "ATT&CK mapping details (enricher)", titleDetails, "", false, detailLabels, nil),
 
-		savedSearch("enricher-search-open-t1021-002", "Open T1021.002 alerts: NIST controls and Defender for Identity alerts",
-			"Open Elastic Security alerts for SMB/Windows Admin Shares (T1021.002) that enricher mapped to Microsoft Defender for Identity; the product alert ID column lists the IDs of every mapped product alert.",
+		savedSearch("enricher-search-open-t1021-002", "Open T1021.002 alerts: controls and Defender for Identity alerts",
+			"Open Elastic Security alerts for SMB/Windows Admin Shares (T1021.002) that enricher mapped to Microsoft Defender for Identity; the product alert ID column lists the IDs of every mapped product alert, and each mapping details value opens the comments and references of its technique's mappings.",
 			dvSecurity,
-			`kibana.alert.workflow_status : "open" and attack_mappings.techniques : "T1021.002" and attack_mappings.detections.capability_id : "microsoft_defender_for_identity"`,
+			`kibana.alert.workflow_status : "open" and attack_mappings.techniques : "T1021.002" and attack_mappings.detections.product : "Microsoft Defender for Identity"`,
 			[]string{"host.name", "user.name", "kibana.alert.rule.name", "kibana.alert.severity",
-				"attack_mappings.controls.id", "attack_mappings.detections.alerts.id", "attack_mappings.detections.alerts.name"}),
+				"attack_mappings.controls.id", "attack_mappings.detections.alerts.id", "attack_mappings.detections.alerts.name",
+				"attack_mappings.details"}, byTime),
 		savedSearch("enricher-search-no-detection", "Alerts whose technique has no product detection mapped",
 			"Alerts from every source whose ATT&CK techniques have no detect-scored product detection in the ruleset.",
 			dvAll, qNoDetection,
-			[]string{"attack_mappings.status", "attack_mappings.techniques", "attack_mappings.unmapped_techniques", "attack_mappings.ruleset.version"}),
+			[]string{"attack_mappings.status", "attack_mappings.techniques", "attack_mappings.unmapped_techniques", "attack_mappings.ruleset.version"}, byTime),
 		savedSearch("enricher-search-problems", "Alerts with enrichment problems",
 			"Alerts where enricher skipped a malformed technique value (see attack_mappings.problems).",
 			dvAll, `attack_mappings.problems.reason : *`,
-			[]string{"attack_mappings.status", "attack_mappings.problems.field", "attack_mappings.problems.value", "attack_mappings.problems.reason"}),
+			[]string{"attack_mappings.status", "attack_mappings.problems.field", "attack_mappings.problems.value", "attack_mappings.problems.reason"}, byTime),
 
 		savedSearch("enricher-search-quarantined", "Quarantined alerts",
 			"Alerts enricher gave up on after its attempt budget (or at once, when larger than daemon.max_alert_bytes): the reason and the attempts. Requeue them with `enricher requeue` once the cause is fixed.",
 			dvAll, `attack_mappings.status : "quarantined"`,
-			[]string{"attack_mappings.quarantine.reason", "attack_mappings.quarantine.attempts", "attack_mappings.quarantine.at", "attack_mappings.quarantine.generation"}),
+			[]string{"attack_mappings.quarantine.reason", "attack_mappings.quarantine.attempts", "attack_mappings.quarantine.at", "attack_mappings.quarantine.generation"}, byTime),
+
+		savedSearch(searchDetails, "ATT&CK mapping details",
+			"Every mapping of the loaded rulesets, one document per mapping: what the alerts leave off (comments, references, provenance). A value of an alert's Mapping details field (attack_mappings.details) opens this search filtered to the mappings of its technique in the ruleset the alert was enriched with.",
+			dvDetails, ``,
+			[]string{"technique", "kind", "release", "capability_id", "name", "score_category", "score_value", "comments", "references"},
+			[][]string{{"technique", "asc"}, {"kind", "asc"}, {"capability_id", "asc"}, {"release", "asc"}}),
 
 		lens("enricher-lens-by-nist-control", "Alerts by NIST 800-53 control",
 			"Alerts per NIST SP 800-53 control mapped to their techniques (an alert counts once per control).",
@@ -281,7 +374,7 @@ func objects() []obj {
 			donut(t, c)),
 
 		dashboard("enricher-dashboard-attack-mappings", "enricher: ATT&CK mappings on alerts",
-			"NIST 800-53 controls and product detections that enricher mapped onto alerts, technique trends, the hosts and users behind T1021.002, and detection gaps.",
+			"NIST 800-53 controls and product detections that enricher mapped onto alerts, technique trends, the hosts and users behind T1021.002, detection gaps, and the ATT&CK mapping details (comments, references) that each alert's Mapping details values link to.",
 			[]panel{
 				{"enricher-lens-by-nist-control", "lens", 0, 0, 24, 15},
 				{"enricher-lens-by-detection-product", "lens", 24, 0, 24, 15},
@@ -292,6 +385,7 @@ func objects() []obj {
 				{"enricher-lens-no-detection", "lens", 32, 30, 16, 15},
 				{"enricher-search-open-t1021-002", "search", 0, 45, 48, 18},
 				{"enricher-search-quarantined", "search", 0, 63, 48, 12},
+				{searchDetails, "search", 0, 75, 48, 15},
 			}),
 	}
 }

@@ -1,7 +1,8 @@
 package dashboards
 
 // Reading Kibana saved-objects NDJSON and turning every data view, saved search and Lens
-// visualization into the field uses and Elasticsearch queries the tests check.
+// visualization into the field uses and Elasticsearch queries the tests check, and every
+// URL field format of a data view into the Discover link it renders (links.go).
 
 import (
 	"bufio"
@@ -79,6 +80,9 @@ func ParseNDJSON(r io.Reader) ([]SavedObject, error) {
 type DataView struct {
 	ID, Title, TimeField string
 	AllowHidden          bool
+	Labels               map[string]string      // fieldAttrs custom labels
+	Formats              map[string]FieldFormat // fieldFormatMap
+	Links                []Link                 // the URL formats, each checked to open a saved search of the file
 }
 
 // Patterns returns the index patterns of the data view's title.
@@ -96,12 +100,14 @@ func (d DataView) Matches(index string) bool {
 
 // Field uses: what a field must support.
 const (
-	UseTime      = "time field"           // date
-	UseTerms     = "terms"                // aggregatable, of the column's dataType
-	UseHistogram = "date_histogram"       // date
-	UseQuery     = "KQL query"            // mapped
-	UseColumn    = "saved search column"  // mapped
-	UseLabel     = "data view field attr" // mapped
+	UseTime      = "time field"             // date
+	UseTerms     = "terms"                  // aggregatable, of the column's dataType
+	UseHistogram = "date_histogram"         // date
+	UseQuery     = "KQL query"              // mapped
+	UseColumn    = "saved search column"    // mapped
+	UseLabel     = "data view field attr"   // mapped
+	UseFormat    = "data view field format" // mapped
+	UseSort      = "saved search sort"      // mapped, sortable (not text)
 )
 
 // FieldUse is one reference to a field by a saved object.
@@ -122,7 +128,8 @@ type Query struct {
 	Object, Title, DataView string
 	KQL                     *KQL
 	Buckets                 []Bucket
-	Columns                 []string // saved searches: the columns that must show values
+	Columns                 []string    // saved searches: the columns that must show values
+	Sort                    [][2]string // saved searches: field and direction, in order
 }
 
 // Body returns the Elasticsearch search body for the query.
@@ -130,6 +137,13 @@ func (q Query) Body() map[string]any {
 	body := map[string]any{"query": q.KQL.ES(), "track_total_hits": true}
 	if len(q.Buckets) == 0 {
 		body["size"] = 10
+		if len(q.Sort) > 0 {
+			var sort []any
+			for _, s := range q.Sort {
+				sort = append(sort, map[string]any{s[0]: map[string]any{"order": s[1]}})
+			}
+			body["sort"] = sort
+		}
 		if len(q.Columns) > 0 {
 			body["fields"] = q.Columns
 			body["_source"] = false
@@ -162,6 +176,18 @@ func (q Query) Body() map[string]any {
 	}
 	body["aggs"] = map[string]any{"b0": inner}
 	return body
+}
+
+// SearchDataViews maps the ID of every saved search to its data view's ID (what a link
+// to the search opens).
+func SearchDataViews(objs []SavedObject) map[string]string {
+	out := map[string]string{}
+	for _, o := range objs {
+		if ref, ok := o.ref("kibanaSavedObjectMeta.searchSourceJSON.index"); ok && o.Type == "search" && ref.Type == "index-pattern" {
+			out[o.ID] = ref.ID
+		}
+	}
+	return out
 }
 
 // Plan walks the saved objects and returns their data views, every field use and every
@@ -205,8 +231,26 @@ func Plan(objs []SavedObject) (map[string]DataView, []FieldUse, []Query, []error
 		if dv.Title == "" {
 			bad(o, "no title")
 		}
+		if s, _ := o.Attributes["fieldAttrs"].(string); s != "" {
+			var attrs map[string]struct {
+				CustomLabel string `json:"customLabel"`
+			}
+			if err := json.Unmarshal([]byte(s), &attrs); err != nil {
+				bad(o, "fieldAttrs: %v", err)
+			}
+			dv.Labels = map[string]string{}
+			for f, a := range attrs {
+				dv.Labels[f] = a.CustomLabel
+			}
+		}
+		if s, _ := o.Attributes["fieldFormatMap"].(string); s != "" {
+			if err := json.Unmarshal([]byte(s), &dv.Formats); err != nil {
+				bad(o, "fieldFormatMap: %v", err)
+			}
+		}
 		views[o.ID] = dv
 	}
+	searches := SearchDataViews(objs)
 	var uses []FieldUse
 	var queries []Query
 	use := func(o SavedObject, dv, field, u, dt string) {
@@ -237,15 +281,30 @@ func Plan(objs []SavedObject) (map[string]DataView, []FieldUse, []Query, []error
 			if dv.TimeField != "" {
 				use(o, o.ID, dv.TimeField, UseTime, "")
 			}
-			if s, _ := o.Attributes["fieldAttrs"].(string); s != "" {
-				var attrs map[string]any
-				if err := json.Unmarshal([]byte(s), &attrs); err != nil {
-					bad(o, "fieldAttrs: %v", err)
+			for f, l := range dv.Labels {
+				if strings.TrimSpace(l) == "" {
+					bad(o, "field %s: empty custom label", f)
 				}
-				for f := range attrs {
-					use(o, o.ID, f, UseLabel, "")
+				use(o, o.ID, f, UseLabel, "")
+			}
+			fields := make([]string, 0, len(dv.Formats))
+			for f := range dv.Formats {
+				fields = append(fields, f)
+			}
+			sort.Strings(fields)
+			for _, f := range fields {
+				use(o, o.ID, f, UseFormat, "")
+				l, err := planLink(o.ID, f, dv.Formats[f], searches)
+				if err != nil {
+					bad(o, "field format of %s: %v", f, err)
+					continue
+				}
+				dv.Links = append(dv.Links, l)
+				for _, qf := range l.query.KQL.Fields() {
+					use(o, l.Target, qf, UseQuery, "")
 				}
 			}
+			views[o.ID] = dv
 		case "search":
 			ref, ok := o.ref("kibanaSavedObjectMeta.searchSourceJSON.index")
 			meta, _ := o.Attributes["kibanaSavedObjectMeta"].(map[string]any)
@@ -272,13 +331,21 @@ func Plan(objs []SavedObject) (map[string]DataView, []FieldUse, []Query, []error
 			if len(q.Columns) == 0 {
 				bad(o, "no columns")
 			}
-			if sorts, _ := o.Attributes["sort"].([]any); len(sorts) > 0 {
-				for _, s := range sorts {
-					if pair, _ := s.([]any); len(pair) == 2 {
-						f, _ := pair[0].(string)
-						use(o, ref.ID, f, UseColumn, "")
-					}
+			sorts, _ := o.Attributes["sort"].([]any)
+			for _, s := range sorts {
+				pair, _ := s.([]any)
+				if len(pair) != 2 {
+					bad(o, "sort %v: want [field, asc|desc]", s)
+					continue
 				}
+				f, _ := pair[0].(string)
+				dir, _ := pair[1].(string)
+				if f == "" || (dir != "asc" && dir != "desc") {
+					bad(o, "sort %v: want [field, asc|desc]", s)
+					continue
+				}
+				use(o, ref.ID, f, UseSort, "")
+				q.Sort = append(q.Sort, [2]string{f, dir})
 			}
 			queries = append(queries, q)
 		case "lens":
@@ -307,6 +374,44 @@ func Plan(objs []SavedObject) (map[string]DataView, []FieldUse, []Query, []error
 		}
 	}
 	return views, uses, queries, errs
+}
+
+// planLink checks one field format: a URL format rendered as a link ("a") whose
+// template, expanded with ProbeValue, opens a saved search of the file in Discover with
+// a KQL query that holds the value as a quoted clause value.
+func planLink(dv, field string, f FieldFormat, searches map[string]string) (Link, error) {
+	if f.ID != "url" {
+		return Link{}, fmt.Errorf("format %q: only url formats (links the tests follow) are expected", f.ID)
+	}
+	l := Link{DataView: dv, Field: field}
+	l.URLTemplate, _ = f.Params["urlTemplate"].(string)
+	l.LabelTemplate, _ = f.Params["labelTemplate"].(string)
+	if t, _ := f.Params["type"].(string); t != "" && t != "a" {
+		return l, fmt.Errorf("url format type %q: want a (link)", t)
+	}
+	if l.URLTemplate == "" {
+		return l, fmt.Errorf("url format without urlTemplate")
+	}
+	q, err := l.Resolve(ProbeValue, searches)
+	if err != nil {
+		return l, err
+	}
+	holds := false
+	var walk func(n *KQL)
+	walk = func(n *KQL) {
+		if n.Op == "clause" && n.Quoted && n.Value == ProbeValue {
+			holds = true
+		}
+		for _, c := range n.Children {
+			walk(c)
+		}
+	}
+	walk(q.KQL)
+	if !holds {
+		return l, fmt.Errorf("the query %q does not hold the value %q as a quoted clause value", q.Title, ProbeValue)
+	}
+	l.SavedSearch, l.Target, l.query = strings.TrimPrefix(q.Object, "search/"), q.DataView, q
+	return l, nil
 }
 
 func planLens(o SavedObject, use func(SavedObject, string, string, string, string),
