@@ -6,6 +6,9 @@
 //     documents and the same updates;
 //   - the enrich step's cost per alert next to a plain decode-to-map/encode baseline;
 //   - per-alert enrich cost with every shared CTID framework loaded next to the built-in rules;
+//   - the size of the compact ATT&CK shape next to the full one: bytes added to an alert,
+//     store size of the enriched indices, and `run --once` with every shared CTID file
+//     next to the built-in rules (detail.go);
 //   - resident memory of `enricher run --once` while it enriches many alerts.
 package main
 
@@ -55,10 +58,24 @@ var (
 	shared          = flag.String("shared", "../shared/data/mappings", "folder of CTID files for the all-frameworks figures ('' skips)")
 	batch           = flag.Int("batch", 1000, "batch size for both sides")
 	rounds          = flag.Int("rounds", 5, "rounds of the end-to-end comparison (median of their ratios)")
-	verbose         = flag.Bool("v", false, "print where end-to-end time goes")
+	verbose         = flag.Bool("v", false, "print where end-to-end time goes, and what takes the store in the compact-shape figures")
 	ceilingInFlight = flag.Int("ceiling-in-flight", 1, "bulk requests the raw ceiling keeps in flight (the runner keeps 2)")
 	cpuProf         = flag.String("cpuprofile", "", "write a CPU profile of the whole bench to this file")
+	only            = flag.String("only", "", "run only these sections, comma-separated: step, frameworks, e2e, detail, runloop, idle, memory ('' runs all)")
 )
+
+// want says whether a section runs (-only).
+func want(section string) bool {
+	if *only == "" {
+		return true
+	}
+	for _, s := range strings.Split(*only, ",") {
+		if strings.TrimSpace(s) == section {
+			return true
+		}
+	}
+	return false
+}
 
 func envOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {
@@ -89,29 +106,39 @@ func run() error {
 	}
 	fmt.Printf("enricher bench: %d alerts, batch %d, Elasticsearch %s, GOMAXPROCS %d\n\n", *n, *batch, *esURL, runtime.GOMAXPROCS(0))
 
-	if err := stepCost(builtin); err != nil {
-		return err
-	}
-	if *shared != "" {
-		if err := frameworksCost(ctx, builtin); err != nil {
+	if want("step") {
+		if err := stepCost(builtin); err != nil {
 			return err
 		}
 	}
-	ceiling, err := endToEnd(ctx, c, builtin)
-	if err != nil {
-		return err
+	var all *rules.Ruleset
+	if *shared != "" && want("frameworks") {
+		if all, err = frameworksCost(ctx, builtin); err != nil {
+			return err
+		}
 	}
-	if *histN > 0 {
+	var ceiling float64
+	if want("e2e") {
+		if ceiling, err = endToEnd(ctx, c, builtin); err != nil {
+			return err
+		}
+	}
+	if *detailN > 0 && want("detail") {
+		if err := detailSize(ctx, c, builtin, all); err != nil {
+			return err
+		}
+	}
+	if *histN > 0 && want("runloop") {
 		if err := runLoop(ctx, c, ceiling); err != nil {
 			return err
 		}
 	}
-	if *idleBig > 0 {
+	if *idleBig > 0 && want("idle") {
 		if err := idlePoll(ctx, c); err != nil {
 			return err
 		}
 	}
-	if *memN > 0 {
+	if *memN > 0 && want("memory") {
 		if err := memory(ctx, c); err != nil {
 			return err
 		}
@@ -139,7 +166,7 @@ func perOp(r testing.BenchmarkResult, per int) float64 {
 // next to decoding the alert to a map and encoding it again.
 func stepCost(rs *rules.Ruleset) error {
 	raw, dec := sources(1000)
-	st := enrich.NewAttackStage(rs, enrich.AttackOptions{InheritParent: true})
+	st := enrich.NewAttackStage(rs, enrich.AttackOptions{InheritParent: true, Detail: enrich.DetailCompact})
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	baseline := func() float64 {
 		r := testing.Benchmark(func(b *testing.B) {
@@ -179,11 +206,18 @@ func stepCost(rs *rules.Ruleset) error {
 	return nil
 }
 
-func frameworksCost(ctx context.Context, builtin *rules.Ruleset) error {
+// sharedFiles are the CTID files of every framework in -shared.
+func sharedFiles() []string {
 	files, _ := filepath.Glob(filepath.Join(*shared, "*-enterprise.json"))
+	return files
+}
+
+// frameworksCost returns the ruleset of every shared CTID file (nil when there are none).
+func frameworksCost(ctx context.Context, builtin *rules.Ruleset) (*rules.Ruleset, error) {
+	files := sharedFiles()
 	if len(files) == 0 {
 		fmt.Printf("all frameworks: no CTID files in %s, skipped\n\n", *shared)
-		return nil
+		return nil, nil
 	}
 	runtime.GC()
 	var before runtime.MemStats
@@ -191,7 +225,7 @@ func frameworksCost(ctx context.Context, builtin *rules.Ruleset) error {
 	start := time.Now()
 	all, err := rules.Load(ctx, rules.LoadConfig{Sources: files})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	took := time.Since(start)
 	runtime.GC()
@@ -206,7 +240,7 @@ func frameworksCost(ctx context.Context, builtin *rules.Ruleset) error {
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	cost := func(rs *rules.Ruleset) float64 {
 		runtime.GC()
-		st := enrich.NewAttackStage(rs, enrich.AttackOptions{InheritParent: true})
+		st := enrich.NewAttackStage(rs, enrich.AttackOptions{InheritParent: true, Detail: enrich.DetailCompact})
 		r := testing.Benchmark(func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				for _, s := range dec {
@@ -226,7 +260,7 @@ func frameworksCost(ctx context.Context, builtin *rules.Ruleset) error {
 	fmt.Printf("  enrich step, built-in rules      %8.0f ns/alert\n", b)
 	fmt.Printf("  enrich step, all frameworks      %8.0f ns/alert\n", a)
 	fmt.Printf("  ratio                            %8.2f (target <= 1.10)\n\n", a/b)
-	return nil
+	return all, nil
 }
 
 // minimum is the least noisy estimate of a cost on a shared machine.
@@ -264,12 +298,12 @@ func endToEnd(ctx context.Context, c *elastic.Client, rs *rules.Ruleset) (float6
 		var rate, ceil float64
 		var err error
 		if r%2 == 0 {
-			if rate, err = runEnricher(ctx, c, space, docs, rs); err == nil {
+			if rate, err = runEnricher(ctx, c, space, docs, rs, enrich.DetailCompact); err == nil {
 				ceil, err = runCeiling(ctx, c, space, docs, rs)
 			}
 		} else {
 			if ceil, err = runCeiling(ctx, c, space, docs, rs); err == nil {
-				rate, err = runEnricher(ctx, c, space, docs, rs)
+				rate, err = runEnricher(ctx, c, space, docs, rs, enrich.DetailCompact)
 			}
 		}
 		if err != nil {
@@ -285,7 +319,9 @@ func endToEnd(ctx context.Context, c *elastic.Client, rs *rules.Ruleset) (float6
 	return median(ceils), nil
 }
 
-func runEnricher(ctx context.Context, c *elastic.Client, space sample.KibanaSpace, docs []sample.Doc, rs *rules.Ruleset) (float64, error) {
+// runEnricher loads docs into a fresh space and returns the alerts/s of RunOnce over them
+// with the ATT&CK stage writing the given shape (enrich.DetailCompact, DetailFull).
+func runEnricher(ctx context.Context, c *elastic.Client, space sample.KibanaSpace, docs []sample.Doc, rs *rules.Ruleset, detail string) (float64, error) {
 	if err := reset(ctx, c, space, docs); err != nil {
 		return 0, err
 	}
@@ -294,7 +330,7 @@ func runEnricher(ctx context.Context, c *elastic.Client, space sample.KibanaSpac
 	if err != nil {
 		return 0, err
 	}
-	r, err := newRunner(mc, m, []string{space.Alias()}, rs, "bench-"+string(space), runnerOpts())
+	r, err := newRunner(mc, m, []string{space.Alias()}, rs, detail, "bench-"+string(space), runnerOpts())
 	if err != nil {
 		return 0, err
 	}
@@ -326,8 +362,8 @@ func runnerOpts() runner.Options {
 }
 
 // newRunner wires the daemon's runner over indices with its own state index.
-func newRunner(c *elastic.Client, m *metrics.Metrics, indices []string, rs *rules.Ruleset, stateIndex string, o runner.Options) (*runner.Runner, error) {
-	p, err := pipeline(rs, m)
+func newRunner(c *elastic.Client, m *metrics.Metrics, indices []string, rs *rules.Ruleset, detail, stateIndex string, o runner.Options) (*runner.Runner, error) {
+	p, err := pipeline(rs, m, detail)
 	if err != nil {
 		return nil, err
 	}
@@ -337,8 +373,10 @@ func newRunner(c *elastic.Client, m *metrics.Metrics, indices []string, rs *rule
 	return runner.New(store, state, p, o, m, slog.New(slog.DiscardHandler)), nil
 }
 
-func pipeline(rs *rules.Ruleset, m *metrics.Metrics) (*enrich.Pipeline, error) {
-	attack := enrich.NewAttackStage(rs, enrich.AttackOptions{InheritParent: true})
+// pipeline is the daemon's pipeline: the ATT&CK stage alone, writing the given shape
+// (enrich.DetailCompact is the daemon's default).
+func pipeline(rs *rules.Ruleset, m *metrics.Metrics, detail string) (*enrich.Pipeline, error) {
+	attack := enrich.NewAttackStage(rs, enrich.AttackOptions{InheritParent: true, Detail: detail})
 	var obs enrich.Observer
 	if m != nil {
 		obs = m
@@ -425,7 +463,7 @@ func reset(ctx context.Context, c *elastic.Client, s sample.KibanaSpace, docs []
 }
 
 func ceilingBodies(s sample.KibanaSpace, docs []sample.Doc, rs *rules.Ruleset) ([][]byte, error) {
-	p, err := pipeline(rs, nil)
+	p, err := pipeline(rs, nil, enrich.DetailCompact)
 	if err != nil {
 		return nil, err
 	}

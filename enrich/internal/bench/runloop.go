@@ -283,7 +283,7 @@ func runLoop(ctx context.Context, c *elastic.Client, ceiling float64) error {
 		}
 		o := runnerOpts()
 		o.PollInterval, o.BackfillRate = *poll, rate
-		attack := enrich.NewAttackStage(rs, enrich.AttackOptions{InheritParent: inherit})
+		attack := enrich.NewAttackStage(rs, enrich.AttackOptions{InheritParent: inherit, Detail: enrich.DetailCompact})
 		p, err := enrich.NewPipeline([]enrich.PipelineStage{{Stage: attack, Required: true}}, "attack_mappings", m, nil)
 		if err != nil {
 			return result{}, err
@@ -385,7 +385,7 @@ func idleCost(ctx context.Context, c *elastic.Client, n int) (time.Duration, err
 	index := fmt.Sprintf("bench-idle-%d", n)
 	stateIndex := ".bench-idle-state"
 	builtin, _ := rules.LoadBuiltin(rules.Options{})
-	p, err := pipeline(builtin, nil)
+	p, err := pipeline(builtin, nil, enrich.DetailCompact)
 	if err != nil {
 		return 0, err
 	}
