@@ -325,8 +325,8 @@ func fullEntries(picked []chosen) (controls, detections, related []entry) {
 }
 
 // compactEntries is the compact shape. Controls (and related mappings) are deduplicated
-// across the releases of a framework, then grouped by framework and the set of releases
-// that publish them: {"framework": "nist_800_53", "releases": ["nist_800_53 rev4",
+// across the releases of a framework, then grouped by framework, the set of releases that
+// publish them and whether they come from the parent technique ("inherited": true): {"framework": "nist_800_53", "releases": ["nist_800_53 rev4",
 // "nist_800_53 rev5"], "id": ["AC-17", …], "name": ["Remote Access", …]}, id[i] named
 // name[i]. Detections are one entry per product and score category, with their alerts,
 // queries, events and releases. No free text: comments and references are in the
@@ -335,7 +335,9 @@ func compactEntries(picked []chosen) (controls, detections, related []entry) {
 	type capability struct {
 		kind      rules.Kind
 		framework string
+		inherited bool
 		id, name  string
+		named     *rules.Source // the release the name is from: the newest
 		releases  []string
 	}
 	var caps []*capability
@@ -344,15 +346,21 @@ func compactEntries(picked []chosen) (controls, detections, related []entry) {
 	for _, c := range picked {
 		m := c.m
 		if m.Kind == rules.KindDetection {
-			detections = append(detections, compactDetection(m))
+			detections = append(detections, compactDetection(m, c.inherited))
 			continue
 		}
 		k := string(m.Kind) + "|" + m.Source.Framework + "|" + m.CapabilityID
 		x, ok := byKey[k]
 		if !ok {
-			x = &capability{kind: m.Kind, framework: m.Source.Framework, id: m.CapabilityID, name: m.Capability}
+			// A capability mapped to the technique and to its parent is the technique's.
+			x = &capability{kind: m.Kind, framework: m.Source.Framework, inherited: c.inherited, id: m.CapabilityID}
 			byKey[k] = x
 			caps = append(caps, x)
+		}
+		// Releases rename controls (rev4 "Session Lock" is rev5 "Device Lock"): the
+		// newest release's name is the one an analyst searches for.
+		if x.named == nil || m.Source.NewerThan(x.named) {
+			x.name, x.named = m.Capability, m.Source
 		}
 		x.releases = appendUnique(x.releases, releaseLabel(m.Source))
 		for _, also := range m.AlsoIn {
@@ -363,10 +371,13 @@ func compactEntries(picked []chosen) (controls, detections, related []entry) {
 	groups := map[string]entry{}
 	for _, x := range caps {
 		sort.Strings(x.releases)
-		k := string(x.kind) + "|" + x.framework + "|" + strings.Join(x.releases, ",")
+		k := fmt.Sprintf("%s|%s|%t|%s", x.kind, x.framework, x.inherited, strings.Join(x.releases, ","))
 		g, ok := groups[k]
 		if !ok {
 			g = entry{"framework": x.framework, "releases": x.releases, "id": []string{}, "name": []string{}}
+			if x.inherited {
+				g["inherited"] = true
+			}
 			groups[k] = g
 			if x.kind == rules.KindControl {
 				controls = append(controls, g)
@@ -380,12 +391,15 @@ func compactEntries(picked []chosen) (controls, detections, related []entry) {
 	return controls, detections, related
 }
 
-func compactDetection(m *rules.Mapping) entry {
+func compactDetection(m *rules.Mapping, inherited bool) entry {
 	releases := []string{releaseLabel(m.Source)}
 	for _, also := range m.AlsoIn {
 		releases = appendUnique(releases, releaseLabel(also))
 	}
 	e := entry{"product": m.Capability, "score_category": m.ScoreCategory, "score_value": m.ScoreValue, "releases": releases}
+	if inherited {
+		e["inherited"] = true
+	}
 	addDetectionLists(e, m)
 	return e
 }

@@ -97,8 +97,8 @@ func TestAttackCacheBounded(t *testing.T) {
 	}
 }
 
-// The compact shape names each control once across the releases of its framework, with
-// the releases that publish it, and leaves the free text to the detail index; the full
+// The compact shape names each control once across the releases of its framework, as the
+// newest release names it, with the releases that publish it, and leaves the free text to the detail index; the full
 // shape keeps one entry per release with comments.
 func TestAttackCompactDeduplicatesReleases(t *testing.T) {
 	control := func(id, name string) rules.FileMapping {
@@ -110,7 +110,7 @@ func TestAttackCompactDeduplicatesReleases(t *testing.T) {
 	}
 	rs, err := rules.Build([]*rules.File{
 		{Source: rules.Source{Framework: "nist_800_53", FrameworkVersion: "rev4", AttackVersion: "14.1"},
-			Mappings: []rules.FileMapping{control("AC-17", "Remote Access")}},
+			Mappings: []rules.FileMapping{control("AC-17", "Remote Access (as rev4 names it)")}},
 		{Source: rules.Source{Framework: "nist_800_53", FrameworkVersion: "rev5", AttackVersion: "16.1"},
 			Mappings: []rules.FileMapping{control("AC-17", "Remote Access"), control("AC-2", "Account Management")}},
 		{Source: rules.Source{Framework: "azure", FrameworkVersion: "04/26/2025", AttackVersion: "16.1"},

@@ -410,6 +410,9 @@ func selectReleases(files []*File, keepAll bool) (kept []*File, dropped []*Sourc
 	return kept, dropped
 }
 
+// NewerThan reports whether release s is newer than o (see releaseNewer).
+func (s *Source) NewerThan(o *Source) bool { return releaseNewer(s, o) }
+
 // releaseNewer reports whether release a is newer than b: by ATT&CK version, then by the
 // framework version read as a date or a version number, then by last update.
 func releaseNewer(a, b *Source) bool {

@@ -82,13 +82,6 @@ func runSetup(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "state index %s: ready\n", state.Index())
-	details := elastic.NewDetails(client, cfg.Output.DetailsIndex, state, log)
-	res, err := details.Publish(ctx, parts.attack)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "mapping detail index %s: ready; ruleset %s: %d details written, %d there already\n",
-		details.Index(), rs.Version(), res.Written, res.Existing)
 	ready, problems, err := store.Prepare(ctx, nil)
 	if err != nil {
 		return err
@@ -98,6 +91,14 @@ func runSetup(ctx context.Context, e env, args []string) error {
 	for _, p := range problems {
 		fmt.Fprintf(e.stdout, "  %s: %s: %s\n", p.Index, p.Reason, p.Detail)
 		errs = append(errs, p)
+	}
+	details := elastic.NewDetails(client, cfg.Output.DetailsIndex, state, log)
+	if res, err := details.Publish(ctx, parts.attack); err != nil {
+		fmt.Fprintf(e.stdout, "mapping detail index %s: %v\n", details.Index(), err)
+		errs = append(errs, err)
+	} else {
+		fmt.Fprintf(e.stdout, "mapping detail index %s: ready; ruleset %s: %d details written, %d there already\n",
+			details.Index(), rs.Version(), res.Written, res.Existing)
 	}
 	if *kibanaURL != "" {
 		hc, err := kibanaHTTPClient(*kibanaCA)

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path"
 	"reflect"
 	"regexp"
 	"sort"
@@ -724,6 +725,14 @@ func (c *Config) Validate() error {
 	}
 	if !reIndexName.MatchString(c.Output.DetailsIndex) {
 		return bad("output.details_index", c.Output.DetailsIndex, "must be a lower-case index name")
+	}
+	if c.Output.DetailsIndex == c.Daemon.StateIndex {
+		return bad("output.details_index", c.Output.DetailsIndex, "is daemon.state_index; the two need their own indices")
+	}
+	for i, ix := range c.Alerts.Indices {
+		if ok, _ := path.Match(ix, c.Output.DetailsIndex); ok || ix == c.Output.DetailsIndex {
+			return bad("output.details_index", c.Output.DetailsIndex, fmt.Sprintf("matches alerts.indices[%d] (%s); mapping details are not alerts", i, ix))
+		}
 	}
 	for i, f := range c.Alerts.Fields {
 		if !isFieldPath(f.Path) {

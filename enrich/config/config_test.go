@@ -28,6 +28,8 @@ func TestLoadBadConfigs(t *testing.T) {
 		{"invalid-duration.yml", `testdata/invalid-duration.yml: line 2: daemon.poll_interval: want a duration with a unit, such as 10s or 1m30s (got "soon")`},
 		{"invalid-detail.yml", `testdata/invalid-detail.yml: output.detail: must be compact or full (got "verbose")`},
 		{"invalid-details-index.yml", `testdata/invalid-details-index.yml: output.details_index: must be a lower-case index name (got "Mapping/Details")`},
+		{"invalid-details-state.yml", `testdata/invalid-details-state.yml: output.details_index: is daemon.state_index; the two need their own indices (got ".enricher-state")`},
+		{"invalid-details-alerts.yml", `testdata/invalid-details-alerts.yml: output.details_index: matches alerts.indices[0] (enricher-*); mapping details are not alerts (got "enricher-mapping-details")`},
 		{"invalid-root.yml", `testdata/invalid-root.yml: output.root: must be one field name without dots (got "attack.mappings")`},
 		{"invalid-field-kind.yml", `testdata/invalid-field-kind.yml: alerts.fields[0].kind: must be id or tag (got "number")`},
 		{"invalid-plugin-sha.yml", `testdata/invalid-plugin-sha.yml: plugins[0].sha256: must be the binary's SHA-256, 64 lower-case hex digits (got "abc")`},

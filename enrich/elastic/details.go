@@ -4,35 +4,51 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/enricher-dev/enricher/enrich"
 	"github.com/enricher-dev/enricher/enrich/runner"
 )
 
-// DetailVersionsKept is how many rulesets' details the detail index keeps: the newest
-// ones published. An alert enriched by an older ruleset is enriched again by the
-// backfill (its generation is not the newest), so its references go stale only for
-// the time the backfill takes; daemons still running a ruleset whose details were
-// removed publish them again on their next load.
+// DetailVersionsKept is how many rulesets' details the detail index keeps at least: the
+// most recently used ones. Details of a ruleset beyond them are removed once no daemon
+// has used it for DetailGrace: a daemon renews its ruleset's use every
+// DetailHeartbeat, so a ruleset that runs somewhere is never removed.
 const DetailVersionsKept = 3
 
+// DetailGrace and DetailHeartbeat: see DetailVersionsKept.
+const (
+	DetailGrace     = 24 * time.Hour
+	DetailHeartbeat = time.Hour
+)
+
+// detailFormat versions the detail documents: a new format is a new publication.
+const detailFormat = "1"
+
 // Details publishes the mapping detail index: one document per mapping of a ruleset,
-// written with create-only operations under _ids derived from the ruleset's hash and
-// the document, so that publishing twice, or from several replicas at once, changes
-// nothing. A marker in the state index (details-<hash>) records a complete publication,
-// so a restart does not write again.
+// written with create-only operations under _ids derived from the ruleset's hash and the
+// mapping's identity, so that publishing twice, or from several replicas at once, creates
+// each document once. A marker in the state index (details-<format>-<hash>) records a
+// complete publication and when the ruleset was last used; every change of a marker is
+// conditional on the version read (if_seq_no), so a publisher and a remover never both
+// win.
 type Details struct {
 	c     *Client
 	index string
 	state *State
 	log   *slog.Logger
 	now   func() time.Time
+	// Grace: see DetailGrace (tests shorten it).
+	Grace time.Duration
 
+	mu   sync.Mutex // one publication at a time
 	made bool
 }
 
@@ -44,22 +60,32 @@ func NewDetails(c *Client, index string, state *State, log *slog.Logger) *Detail
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Details{c: c, index: index, state: state, log: log, now: time.Now}
-}
-
-// PublishDetails implements runner.DetailPublisher.
-func (d *Details) PublishDetails(ctx context.Context, src enrich.DetailSource) error {
-	res, err := d.Publish(ctx, src)
-	hash, _ := src.DetailVersion()
-	if err == nil && !res.Skipped {
-		d.log.Info("mapping details published", "index", d.index, "rules", hash[:min(12, len(hash))],
-			"written", res.Written, "existing", res.Existing, "removed_versions", res.Removed)
-	}
-	return err
+	return &Details{c: c, index: index, state: state, log: log, now: time.Now, Grace: DetailGrace}
 }
 
 // Index returns the detail index's name.
 func (d *Details) Index() string { return d.index }
+
+// PublishDetails implements runner.DetailPublisher. Failing to remove old rulesets'
+// details is logged, not returned: the new ruleset's are published.
+func (d *Details) PublishDetails(ctx context.Context, src enrich.DetailSource) error {
+	res, err := d.Publish(ctx, src)
+	hash, _ := src.DetailVersion()
+	if err != nil {
+		return err
+	}
+	if !res.Skipped {
+		d.log.Info("mapping details published", "index", d.index, "rules", hash[:min(12, len(hash))],
+			"written", res.Written, "existing", res.Existing)
+	}
+	if res.Removed > 0 {
+		d.log.Info("mapping details of unused rulesets removed", "index", d.index, "rulesets", res.Removed)
+	}
+	if res.CleanupErr != nil {
+		d.log.Warn("mapping details of unused rulesets not removed; tried again at the next publication", "err", res.CleanupErr)
+	}
+	return nil
+}
 
 // DetailsMapping is the detail index's mapping, made from enrich.DetailSchema.
 func DetailsMapping() map[string]any { return schemaMapping(enrich.DetailSchema) }
@@ -93,24 +119,45 @@ func (d *Details) Ensure(ctx context.Context) error {
 	return nil
 }
 
-// detailsMarker is the value of a details-<hash> state document.
+// detailsMarker is the value of a details marker in the state index.
 type detailsMarker struct {
 	Index     string `json:"index"`
 	Documents int    `json:"documents"`
 	State     string `json:"state"` // complete or removing
 }
 
+const (
+	markerComplete = "complete"
+	markerRemoving = "removing"
+)
+
+func markerID(hash string) string { return "details-" + detailFormat + "-" + hash }
+
 // PublishResult says what one publication did.
 type PublishResult struct {
-	Written  int // documents created
-	Existing int // documents found there already
-	Removed  int // rulesets whose details were removed
-	Skipped  bool
+	Written    int  // documents created
+	Existing   int  // documents found there already
+	Skipped    bool // a complete publication was there: only its use was renewed
+	Removed    int  // unused rulesets whose details were removed
+	CleanupErr error
 }
 
-// Publish writes src's details unless a complete publication is recorded, then removes
-// the details of rulesets older than the newest DetailVersionsKept.
+// marker is a marker document and the version it was read at.
+type marker struct {
+	doc       stateDoc
+	m         detailsMarker
+	seq, term int64
+}
+
+// errChanged is a conditional write that lost to another writer.
+var errChanged = errors.New("changed meanwhile")
+
+// Publish writes src's details unless a complete publication with all its documents is
+// recorded (then it renews the ruleset's use), then removes the details of unused
+// rulesets (see DetailVersionsKept).
 func (d *Details) Publish(ctx context.Context, src enrich.DetailSource) (PublishResult, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	var res PublishResult
 	if err := d.state.Ensure(ctx); err != nil {
 		return res, err
@@ -119,42 +166,147 @@ func (d *Details) Publish(ctx context.Context, src enrich.DetailSource) (Publish
 		return res, err
 	}
 	hash, version := src.DetailVersion()
-	id := "details-" + hash
-	prev, err := d.state.get(ctx, id)
-	if err != nil {
-		return res, err
-	}
-	if m := markerOf(prev); m != nil && m.State == "complete" && m.Index == d.index {
-		res.Skipped = true
-	} else {
+	id := markerID(hash)
+	done := false
+	for attempt := 0; attempt < 3 && !done; attempt++ {
+		mk, err := d.getMarker(ctx, id)
+		if err != nil {
+			return res, err
+		}
+		if mk != nil && mk.m.State == markerComplete && mk.m.Index == d.index {
+			n, err := d.count(ctx, hash)
+			if err != nil {
+				return res, err
+			}
+			if n >= mk.m.Documents {
+				mk.doc.Updated = d.now().UTC()
+				if err := d.putMarker(ctx, id, mk.doc, mk); errors.Is(err, errChanged) {
+					continue
+				} else if err != nil {
+					return res, err
+				}
+				res.Skipped, done = true, true
+				break
+			}
+		}
 		w := &detailWriter{d: d}
 		if err := src.EachDetail(func(id string, doc []byte) error { return w.add(ctx, id, doc) }); err != nil {
 			return res, err
 		}
-		if err := w.flush(ctx); err != nil {
+		if err := w.flush(ctx, true); err != nil {
 			return res, err
 		}
 		res.Written, res.Existing = w.created, w.existing
-		v, _ := json.Marshal(detailsMarker{Index: d.index, Documents: w.created + w.existing, State: "complete"})
-		if err := d.state.put(ctx, id, stateDoc{Type: "details", Hash: hash, RulesVersion: version,
-			EnricherVersion: d.state.version, Updated: d.now().UTC(), Value: v}, false); err != nil {
+		v, _ := json.Marshal(detailsMarker{Index: d.index, Documents: w.created + w.existing, State: markerComplete})
+		doc := stateDoc{Type: "details", Hash: hash, RulesVersion: version, EnricherVersion: d.state.version,
+			Updated: d.now().UTC(), Value: v}
+		if err := d.putMarker(ctx, id, doc, mk); errors.Is(err, errChanged) {
+			continue
+		} else if err != nil {
 			return res, err
 		}
+		// A remover that started before our marker may have deleted documents we found
+		// there: count them (the last bulk waited for a refresh).
+		n, err := d.count(ctx, hash)
+		if err != nil {
+			return res, err
+		}
+		done = n >= w.created+w.existing
 	}
-	n, err := d.cleanup(ctx, hash)
-	res.Removed = n
-	return res, err
+	if !done {
+		return res, fmt.Errorf("publish mapping details of %s: %w: they kept changing while written (another enricher removing them?)",
+			hash[:min(12, len(hash))], ErrUnavailable)
+	}
+	res.Removed, res.CleanupErr = d.cleanup(ctx, hash)
+	return res, nil
 }
 
-func markerOf(sd *stateDoc) *detailsMarker {
-	if sd == nil {
-		return nil
+// getMarker reads a marker with its version; nil when there is none.
+func (d *Details) getMarker(ctx context.Context, id string) (*marker, error) {
+	code, body, err := d.c.Do(ctx, "details", http.MethodGet, "/"+url.PathEscape(d.state.index)+"/_doc/"+url.PathEscape(id), nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("read %s/%s: %w", d.state.index, id, err)
 	}
-	var m detailsMarker
-	if json.Unmarshal(sd.Value, &m) != nil {
-		return nil
+	if code == http.StatusNotFound {
+		return nil, nil
 	}
-	return &m
+	if code != http.StatusOK {
+		return nil, statusError("read "+d.state.index+"/"+id, code, body)
+	}
+	var r struct {
+		Found  bool     `json:"found"`
+		Seq    int64    `json:"_seq_no"`
+		Term   int64    `json:"_primary_term"`
+		Source stateDoc `json:"_source"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("decode %s/%s: %w: %w", d.state.index, id, ErrUnavailable, err)
+	}
+	if !r.Found {
+		return nil, nil
+	}
+	mk := &marker{doc: r.Source, seq: r.Seq, term: r.Term}
+	json.Unmarshal(r.Source.Value, &mk.m) // a marker that does not decode is one to replace
+	return mk, nil
+}
+
+// putMarker writes a marker: over prev's version when prev is not nil, as a new document
+// otherwise; errChanged when another writer came first. It returns the new version in prev.
+func (d *Details) putMarker(ctx context.Context, id string, doc stateDoc, prev *marker) error {
+	b, _ := json.Marshal(doc)
+	q := url.Values{"refresh": {"true"}}
+	op := "_create"
+	if prev != nil {
+		op = "_doc"
+		q.Set("if_seq_no", strconv.FormatInt(prev.seq, 10))
+		q.Set("if_primary_term", strconv.FormatInt(prev.term, 10))
+	}
+	code, body, err := d.c.Do(ctx, "details", http.MethodPut, "/"+url.PathEscape(d.state.index)+"/"+op+"/"+url.PathEscape(id), q, b)
+	if err != nil {
+		return fmt.Errorf("write %s/%s: %w", d.state.index, id, err)
+	}
+	if code == http.StatusConflict {
+		return errChanged
+	}
+	if code != http.StatusOK && code != http.StatusCreated {
+		return statusError("write "+d.state.index+"/"+id, code, body)
+	}
+	if prev != nil {
+		var r struct {
+			Seq  int64 `json:"_seq_no"`
+			Term int64 `json:"_primary_term"`
+		}
+		if json.Unmarshal(body, &r) == nil {
+			prev.seq, prev.term = r.Seq, r.Term
+		}
+	}
+	return nil
+}
+
+// count returns how many documents of a ruleset the detail index holds (searchable ones).
+func (d *Details) count(ctx context.Context, hash string) (int, error) {
+	return countIn(ctx, d.c, d.index, hash)
+}
+
+func countIn(ctx context.Context, c *Client, index, hash string) (int, error) {
+	q, _ := json.Marshal(map[string]any{"query": map[string]any{"term": map[string]any{"ruleset.hash": hash}}})
+	code, body, err := c.Do(ctx, "details", http.MethodPost, "/"+url.PathEscape(index)+"/_count", nil, q)
+	if err != nil {
+		return 0, fmt.Errorf("count mapping details: %w", err)
+	}
+	if code == http.StatusNotFound {
+		return 0, nil
+	}
+	if code != http.StatusOK {
+		return 0, statusError("count mapping details in "+index, code, body)
+	}
+	var r struct {
+		Count int `json:"count"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return 0, fmt.Errorf("count mapping details: %w: %w", ErrUnavailable, err)
+	}
+	return r.Count, nil
 }
 
 // detailWriter sends create-only bulk requests of bounded size.
@@ -180,50 +332,67 @@ func (w *detailWriter) add(ctx context.Context, id string, doc []byte) error {
 	w.buf.WriteByte('\n')
 	w.n++
 	if w.n >= detailBulkDocs || w.buf.Len() >= detailBulkBytes {
-		return w.flush(ctx)
+		return w.flush(ctx, false)
 	}
 	return nil
 }
 
-func (w *detailWriter) flush(ctx context.Context) error {
+// flush sends what is buffered; last waits for a refresh, so the publication is
+// searchable (and countable) when it returns.
+func (w *detailWriter) flush(ctx context.Context, last bool) error {
 	if w.n == 0 {
 		return nil
 	}
-	n := w.n
-	code, body, err := w.d.c.Do(ctx, "details", http.MethodPost, "/_bulk", nil, w.buf.Bytes())
+	var q url.Values
+	if last {
+		q = url.Values{"refresh": {"wait_for"}}
+	}
+	c, e, err := bulkItems(ctx, w.d.c, w.buf.Bytes(), w.n, q, "write mapping details to "+w.d.index)
 	w.buf.Reset()
 	w.n = 0
+	w.created += c
+	w.existing += e
+	return err
+}
+
+// bulkItems sends a bulk request of n create or delete items and sorts their results:
+// done (201, 200), already so (409 for a create, 404 for a delete); a 429 or 5xx item
+// is ErrUnavailable, any other ErrRefused. A response that does not parse is refused:
+// sending the same request again would not make it parse.
+func bulkItems(ctx context.Context, c *Client, body []byte, n int, q url.Values, what string) (done, already int, err error) {
+	code, resp, err := c.Do(ctx, "details", http.MethodPost, "/_bulk", q, body)
 	if err != nil {
-		return fmt.Errorf("write mapping details to %s: %w", w.d.index, err)
+		return 0, 0, fmt.Errorf("%s: %w", what, err)
 	}
 	if code != http.StatusOK {
-		return statusError("write mapping details to "+w.d.index, code, body)
+		return 0, 0, statusError(what, code, resp)
 	}
-	results, err := parseBulk(body, n)
+	results, err := parseBulk(resp, n)
 	if err != nil {
-		return fmt.Errorf("write mapping details to %s: %w: %w", w.d.index, ErrUnavailable, err)
+		return 0, 0, fmt.Errorf("%s: %w: %w", what, ErrRefused, err)
 	}
 	for _, r := range results {
 		switch {
 		case r.Code == http.StatusCreated || r.Code == http.StatusOK:
-			w.created++
-		case r.Code == http.StatusConflict:
-			w.existing++
+			done++
+		case r.Code == http.StatusConflict || r.Code == http.StatusNotFound:
+			already++
 		case r.Code == http.StatusTooManyRequests || r.Code >= 500:
-			return fmt.Errorf("write mapping details to %s: %w: item status %d: %s", w.d.index, ErrUnavailable, r.Code, r.Reason)
+			return done, already, fmt.Errorf("%s: %w: item status %d: %s", what, ErrUnavailable, r.Code, r.Reason)
 		default:
-			return fmt.Errorf("write mapping details to %s: %w: item status %d: %s", w.d.index, ErrRefused, r.Code, r.Reason)
+			return done, already, fmt.Errorf("%s: %w: item status %d: %s", what, ErrRefused, r.Code, r.Reason)
 		}
 	}
-	return nil
+	return done, already, nil
 }
 
-// cleanup removes the details of rulesets older than the newest DetailVersionsKept
-// publications (never keep's own). It returns how many rulesets it removed.
+// cleanup removes the details of rulesets that are neither among the DetailVersionsKept
+// most recently used (keep's own counts) nor used within Grace. It returns how many
+// rulesets it removed.
 func (d *Details) cleanup(ctx context.Context, keep string) (int, error) {
 	q, _ := json.Marshal(map[string]any{
-		"size": 100, "query": map[string]any{"term": map[string]any{"type": "details"}},
-		"sort": []any{map[string]any{"updated": "desc"}}, "_source": []string{"hash", "value"},
+		"size": 100, "seq_no_primary_term": true, "query": map[string]any{"term": map[string]any{"type": "details"}},
+		"sort": []any{map[string]any{"updated": "desc"}},
 	})
 	code, body, err := d.c.Do(ctx, "details", http.MethodPost, "/"+url.PathEscape(d.state.index)+"/_search", nil, q)
 	if err != nil {
@@ -235,24 +404,29 @@ func (d *Details) cleanup(ctx context.Context, keep string) (int, error) {
 	var res struct {
 		Hits struct {
 			Hits []struct {
+				ID     string   `json:"_id"`
+				Seq    int64    `json:"_seq_no"`
+				Term   int64    `json:"_primary_term"`
 				Source stateDoc `json:"_source"`
 			} `json:"hits"`
 		} `json:"hits"`
 	}
 	if err := json.Unmarshal(body, &res); err != nil {
-		return 0, fmt.Errorf("list mapping detail versions: %w: %w", ErrUnavailable, err)
+		return 0, fmt.Errorf("list mapping detail versions: %w: %w", ErrRefused, err)
 	}
-	removed, kept := 0, 0
+	removed, kept := 0, 1 // keep's own
+	now := d.now()
 	for _, h := range res.Hits.Hits {
-		sd := h.Source
-		m := markerOf(&sd)
-		if sd.Hash == keep || (m != nil && m.State == "complete" && kept < DetailVersionsKept-1) {
-			if sd.Hash != keep {
-				kept++
-			}
+		mk := &marker{doc: h.Source, seq: h.Seq, term: h.Term}
+		json.Unmarshal(h.Source.Value, &mk.m)
+		if h.Source.Hash == keep {
 			continue
 		}
-		if err := d.remove(ctx, sd); err != nil {
+		if mk.m.State == markerComplete && (kept < DetailVersionsKept || now.Sub(h.Source.Updated) < d.Grace) {
+			kept++
+			continue
+		}
+		if err := d.remove(ctx, h.ID, mk); err != nil {
 			return removed, err
 		}
 		removed++
@@ -260,29 +434,35 @@ func (d *Details) cleanup(ctx context.Context, keep string) (int, error) {
 	return removed, nil
 }
 
-// remove deletes one ruleset's details: its marker says "removing" first, so that a
-// daemon loading that ruleset meanwhile writes them again rather than trusting it.
-func (d *Details) remove(ctx context.Context, sd stateDoc) error {
-	id := "details-" + sd.Hash
-	m := markerOf(&sd)
-	if m == nil {
-		m = &detailsMarker{Index: d.index}
+// remove deletes one ruleset's details. Its marker says "removing" first, and the
+// removal stops when the marker changes (a daemon publishing that ruleset again).
+func (d *Details) remove(ctx context.Context, id string, mk *marker) error {
+	mk.m.State = markerRemoving
+	if mk.m.Index == "" {
+		mk.m.Index = d.index
 	}
-	m.State = "removing"
-	sd.Value, _ = json.Marshal(m)
-	if err := d.state.put(ctx, id, sd, false); err != nil {
+	mk.doc.Value, _ = json.Marshal(mk.m)
+	if err := d.putMarker(ctx, id, mk.doc, mk); errors.Is(err, errChanged) {
+		return nil // used or removed meanwhile: not ours to remove
+	} else if err != nil {
 		return err
 	}
-	index := m.Index
-	if index == "" {
-		index = d.index
-	}
+	index, hash := mk.m.Index, mk.doc.Hash
+	emptied := false
 	// Each round deletes what one search finds and waits for the deletes to be visible,
-	// so the rounds end; the bound stops a round that keeps finding documents (another
-	// daemon writing that ruleset again) from going on.
-	for round := 0; round < 1000; round++ {
+	// so the rounds end; the bound stops a removal that keeps finding documents.
+	for round := 0; round < 1000 && !emptied; round++ {
+		if round > 0 {
+			now, err := d.getMarker(ctx, id)
+			if err != nil {
+				return err
+			}
+			if now == nil || now.seq != mk.seq {
+				return nil // published again meanwhile: leave it
+			}
+		}
 		q, _ := json.Marshal(map[string]any{"size": 1000, "_source": false,
-			"query": map[string]any{"term": map[string]any{"ruleset.hash": sd.Hash}}})
+			"query": map[string]any{"term": map[string]any{"ruleset.hash": hash}}})
 		code, body, err := d.c.Do(ctx, "details", http.MethodPost, "/"+url.PathEscape(index)+"/_search", nil, q)
 		if err != nil {
 			return fmt.Errorf("find old mapping details: %w", err)
@@ -301,9 +481,10 @@ func (d *Details) remove(ctx context.Context, sd stateDoc) error {
 			} `json:"hits"`
 		}
 		if err := json.Unmarshal(body, &res); err != nil {
-			return fmt.Errorf("find old mapping details: %w: %w", ErrUnavailable, err)
+			return fmt.Errorf("find old mapping details: %w: %w", ErrRefused, err)
 		}
 		if len(res.Hits.Hits) == 0 {
+			emptied = true
 			break
 		}
 		var buf bytes.Buffer
@@ -314,19 +495,20 @@ func (d *Details) remove(ctx context.Context, sd stateDoc) error {
 			writeJSONString(&buf, h.ID)
 			buf.WriteString("}}\n")
 		}
-		code, body, err = d.c.Do(ctx, "details", http.MethodPost, "/_bulk", url.Values{"refresh": {"wait_for"}}, buf.Bytes())
-		if err != nil {
-			return fmt.Errorf("delete old mapping details: %w", err)
-		}
-		if code != http.StatusOK {
-			return statusError("delete old mapping details from "+index, code, body)
+		if _, _, err := bulkItems(ctx, d.c, buf.Bytes(), len(res.Hits.Hits), url.Values{"refresh": {"wait_for"}},
+			"delete old mapping details from "+index); err != nil {
+			return err
 		}
 	}
-	code, body, err := d.c.Do(ctx, "details", http.MethodDelete, "/"+url.PathEscape(d.state.index)+"/_doc/"+url.PathEscape(id), nil, nil)
+	if !emptied {
+		return fmt.Errorf("delete old mapping details of %s from %s: still finding documents after 1000 rounds", hash[:min(12, len(hash))], index)
+	}
+	q := url.Values{"if_seq_no": {strconv.FormatInt(mk.seq, 10)}, "if_primary_term": {strconv.FormatInt(mk.term, 10)}}
+	code, body, err := d.c.Do(ctx, "details", http.MethodDelete, "/"+url.PathEscape(d.state.index)+"/_doc/"+url.PathEscape(id), q, nil)
 	if err != nil {
 		return fmt.Errorf("delete %s/%s: %w", d.state.index, id, err)
 	}
-	if code != http.StatusOK && code != http.StatusNotFound {
+	if code != http.StatusOK && code != http.StatusNotFound && code != http.StatusConflict {
 		return statusError("delete "+d.state.index+"/"+id, code, body)
 	}
 	return nil

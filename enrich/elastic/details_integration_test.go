@@ -83,7 +83,7 @@ func TestDetailIndexOncePerRuleset(t *testing.T) {
 		t.Fatalf("second publication: %+v %v", res, err)
 	}
 	// A publication that crashed before its marker: every document is there already.
-	c.Do(ctx, "other", http.MethodDelete, "/"+stateX+"/_doc/details-"+rs.Hash(), url.Values{"refresh": {"true"}}, nil)
+	c.Do(ctx, "other", http.MethodDelete, "/"+stateX+"/_doc/details-1-"+rs.Hash(), url.Values{"refresh": {"true"}}, nil)
 	if res, err = newDetails().Publish(ctx, attack); err != nil || res.Written != 0 || res.Existing != want {
 		t.Fatalf("publication without marker: %+v %v, want %d existing", res, err, want)
 	}
@@ -116,6 +116,12 @@ func TestDetailIndexOncePerRuleset(t *testing.T) {
 	if len(controls) != 16 || strings.Join(products, ",") != "Azure Network Security Groups,Azure Network Watcher: Traffic Analytics,Microsoft Defender for Identity,Microsoft Sentinel" || comments == 0 {
 		t.Fatalf("ref %s: controls %v, products %v, %d with comments", ref, controls, products, comments)
 	}
+	// A detail index deleted (and made again) under a complete marker: the documents are
+	// counted, not trusted, and written again.
+	c.Do(ctx, "other", http.MethodDelete, "/"+detailsX, nil, nil)
+	if res, err = newDetails().Publish(ctx, attack); err != nil || res.Written != want || res.Skipped {
+		t.Fatalf("publication after the index was deleted: %+v %v, want %d written", res, err, want)
+	}
 	// comments are full text: a word of one finds it.
 	if hits := searchAll(t, c, detailsX, map[string]any{"match": map[string]any{"comments": "SMB"}}); len(hits) == 0 {
 		t.Fatal("comments are not searchable as text")
@@ -132,6 +138,7 @@ func TestDetailIndexOldVersionsGo(t *testing.T) {
 	for i := range 4 {
 		srcs = append(srcs, fakeDetails{hash: fmt.Sprintf("%064x", i+1), n: 1200}) // more than one search page
 		d := elastic.NewDetails(c, detailsX, elastic.NewState(c, stateX, nil, "test"), testLogger(t))
+		d.Grace = 0 // no daemon uses the older rulesets
 		res, err := d.Publish(ctx, srcs[i])
 		if err != nil {
 			t.Fatal(err)
@@ -164,9 +171,34 @@ func TestDetailIndexOldVersionsGo(t *testing.T) {
 			t.Fatalf("ruleset %s: %d documents, want 1200", s.hash[:8], n)
 		}
 	}
-	code, _, _ := c.Do(ctx, "other", http.MethodGet, "/"+stateX+"/_doc/details-"+srcs[0].hash, nil, nil)
+	code, _, _ := c.Do(ctx, "other", http.MethodGet, "/"+stateX+"/_doc/details-1-"+srcs[0].hash, nil, nil)
 	if code != http.StatusNotFound {
 		t.Fatalf("oldest marker: status %d, want 404", code)
+	}
+
+	// A ruleset in use (its publication renewed: a daemon's heartbeat, a rollback) is
+	// the most recently used: publishing a new one removes another.
+	d := elastic.NewDetails(c, detailsX, elastic.NewState(c, stateX, nil, "test"), testLogger(t))
+	d.Grace = 0
+	if res, err := d.Publish(ctx, srcs[1]); err != nil || !res.Skipped || res.Removed != 0 {
+		t.Fatalf("renewal: %+v %v", res, err)
+	}
+	sample.Refresh(ctx, c, []string{stateX})
+	time.Sleep(10 * time.Millisecond)
+	newest := fakeDetails{hash: fmt.Sprintf("%064x", 9), n: 10}
+	if res, err := d.Publish(ctx, newest); err != nil || res.Removed != 1 {
+		t.Fatalf("fifth publication: %+v %v, want 1 removed", res, err)
+	}
+	if n := count(srcs[1].hash); n != 1200 {
+		t.Fatalf("the renewed ruleset lost its details: %d left", n)
+	}
+	if n := count(srcs[2].hash); n != 0 {
+		t.Fatalf("the least recently used ruleset kept %d details", n)
+	}
+	// Within the grace period nothing is removed, however many rulesets there are.
+	d.Grace = time.Hour
+	if res, err := d.Publish(ctx, fakeDetails{hash: fmt.Sprintf("%064x", 10), n: 10}); err != nil || res.Removed != 0 {
+		t.Fatalf("publication within grace: %+v %v", res, err)
 	}
 }
 

@@ -36,8 +36,10 @@ func DaemonRole(alertPatterns []string, stateIndex, detailsIndex string) map[str
 		"cluster": []string{},
 		"indices": []any{
 			map[string]any{"names": backingPatterns(alertPatterns), "privileges": alerts},
-			map[string]any{"names": []string{stateIndex, detailsIndex}, "privileges": []string{"read", "index", "delete", "view_index_metadata"},
+			map[string]any{"names": []string{stateIndex}, "privileges": []string{"read", "index", "delete", "view_index_metadata"},
 				"allow_restricted_indices": false},
+			// Details are only ever created (create-only bulk), and removed with their ruleset.
+			map[string]any{"names": []string{detailsIndex}, "privileges": []string{"read", "create_doc", "delete", "view_index_metadata"}},
 		},
 	}
 }

@@ -73,9 +73,11 @@ func (f *fakeStore) doc(index, id string) *fakeDoc {
 }
 
 func (f *fakeStore) root(index, id, root string) map[string]any {
-	d := f.doc(index, id)
+	f.mu.Lock()
+	raw := f.docs[index+"/"+id].raw
+	f.mu.Unlock()
 	var m map[string]any
-	_ = json.Unmarshal(d.raw, &m)
+	_ = json.Unmarshal(raw, &m)
 	r, _ := m[root].(map[string]any)
 	return r
 }
@@ -302,10 +304,12 @@ func (s *fakeState) RegisterGeneration(_ context.Context, g enrich.Generation, r
 		top = max(top, x.Number)
 	}
 	if s.store != nil {
+		s.store.mu.Lock()
 		for _, d := range s.store.docs {
 			src, _ := enrich.DecodeMembers(d.raw, []string{root})
 			top = max(top, enrich.ReadState(src, root).Generation)
 		}
+		s.store.mu.Unlock()
 	}
 	g.Number = top + 1
 	s.gens = append(s.gens, g)

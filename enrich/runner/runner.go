@@ -71,7 +71,7 @@ type Runner struct {
 	cur     *generation      // registered: its number is known
 	changed chan struct{}    // closed and replaced when cur changes
 
-	details DetailPublisher // nil: no detail index
+	details detailsLoop
 
 	health *health
 	sleep  func(context.Context, time.Duration) error
@@ -107,31 +107,102 @@ func (r *Runner) SetPipeline(p *enrich.Pipeline) {
 }
 
 // SetDetails makes the runner publish the mapping details of every pipeline it
-// registers (its stages that are enrich.DetailSource). Call it before Run.
-func (r *Runner) SetDetails(p DetailPublisher) { r.details = p }
+// registers (its stages that are enrich.DetailSource), and renew their use every
+// DetailsHeartbeat. Call it before Run.
+func (r *Runner) SetDetails(p DetailPublisher) { r.details.pub = p }
 
-// publishDetails publishes the details of p's stages. A store that is unavailable is an
-// error (the registration is tried again); any other failure is logged and enrichment
-// goes on: the details are one click away from an alert, not part of it.
-func (r *Runner) publishDetails(ctx context.Context, p *enrich.Pipeline) error {
-	if r.details == nil {
-		return nil
+// DetailsHeartbeat is how often a running daemon publishes its pipeline's details again:
+// a publication that is there already only renews the ruleset's use, so that no other
+// enricher removes the details this one's alerts link to.
+const DetailsHeartbeat = time.Hour
+
+// detailsLoop publishes mapping details in the background, one pipeline at a time, so
+// that a detail index that is slow, full or refused never holds up enrichment: details
+// are one click away from an alert, not part of it.
+type detailsLoop struct {
+	pub DetailPublisher
+
+	mu      sync.Mutex
+	want    *enrich.Pipeline // next to publish
+	running bool
+	last    time.Time // last publication attempt's start
+	wg      sync.WaitGroup
+}
+
+// requestDetails publishes p's details soon (now, if nothing is being published).
+func (r *Runner) requestDetails(ctx context.Context, p *enrich.Pipeline) {
+	d := &r.details
+	if d.pub == nil {
+		return
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.want = p
+	d.last = r.now()
+	if d.running {
+		return
+	}
+	d.running = true
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		for {
+			d.mu.Lock()
+			p := d.want
+			d.want = nil
+			if p == nil || ctx.Err() != nil {
+				d.running = false
+				d.mu.Unlock()
+				return
+			}
+			d.mu.Unlock()
+			r.publishDetails(ctx, p)
+		}
+	}()
+}
+
+// heartbeatDetails publishes the current pipeline's details again once DetailsHeartbeat
+// has passed since the last publication.
+func (r *Runner) heartbeatDetails(ctx context.Context, g *generation) {
+	d := &r.details
+	d.mu.Lock()
+	due := d.pub != nil && r.now().Sub(d.last) >= DetailsHeartbeat
+	d.mu.Unlock()
+	if due {
+		r.requestDetails(ctx, g.src)
+	}
+}
+
+// waitDetails waits for the publication in progress, if any.
+func (r *Runner) waitDetails() { r.details.wg.Wait() }
+
+// publishDetails publishes the details of p's stages: an unavailable store is retried
+// with backoff, MaxRetries times; what still fails is logged and left to the next
+// publication (a reload or the heartbeat).
+func (r *Runner) publishDetails(ctx context.Context, p *enrich.Pipeline) {
 	for _, st := range p.Stages() {
 		src, ok := st.Stage.(enrich.DetailSource)
 		if !ok {
 			continue
 		}
-		err := r.details.PublishDetails(ctx, src)
-		if errors.Is(err, ErrUnavailable) {
-			return fmt.Errorf("publish mapping details: %w", err)
-		}
-		if err != nil {
-			hash, _ := src.DetailVersion()
-			r.log.Error("mapping details not published; alerts link to details that are missing", "rules", short(hash), "err", err)
+		hash, _ := src.DetailVersion()
+		for attempt := 0; ; attempt++ {
+			err := r.details.pub.PublishDetails(ctx, src)
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			if !errors.Is(err, ErrUnavailable) || attempt >= max(r.o.MaxRetries, 1) {
+				r.log.Error("mapping details not published; alerts link to details that may be missing until the next publication",
+					"rules", short(hash), "err", err)
+				break
+			}
+			wait := r.o.backoff(attempt)
+			r.log.Warn("publishing mapping details failed; retrying", "rules", short(hash), "err", err, "in", wait.String())
+			if r.sleep(ctx, wait) != nil {
+				return
+			}
 		}
 	}
-	return nil
 }
 
 // generation returns the registered generation of the wanted pipeline, registering it
@@ -148,9 +219,6 @@ func (r *Runner) generation(ctx context.Context) (*generation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("register generation %s: %w", g, err)
 	}
-	if err := r.publishDetails(ctx, want); err != nil {
-		return nil, err
-	}
 	g.Number = n
 	next := &generation{src: want, p: want.WithGeneration(n), gen: g}
 	r.mu.Lock()
@@ -160,6 +228,9 @@ func (r *Runner) generation(ctx context.Context) (*generation, error) {
 	}
 	old := r.cur
 	r.cur = next
+	if old == nil || old.src != want {
+		r.requestDetails(ctx, want)
+	}
 	close(r.changed)
 	r.changed = make(chan struct{})
 	r.health.reset()
@@ -199,6 +270,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); r.runLive(ctx) }()
 	go func() { defer wg.Done(); r.runBackfill(ctx) }()
 	wg.Wait()
+	r.waitDetails()
 	return nil
 }
 
@@ -466,6 +538,7 @@ func (r *Runner) livePoll(ctx context.Context) (batchStats, error) {
 		r.health.storeResult(err)
 		return batchStats{}, err
 	}
+	r.heartbeatDetails(ctx, g)
 	r.retryDue(ctx)
 	since := r.now().Add(-r.o.LiveWindow)
 	st, first, err := r.scan(ctx, g, metrics.PathLive, ScanSpec{Since: since, WantTotal: true}, hooks{before: func(p Page) bool {
@@ -727,6 +800,7 @@ type Summary struct {
 // again in further sweeps until they are written or quarantined. It returns an error
 // naming what is left: indices left out, alerts quarantined or deferred.
 func (r *Runner) RunOnce(ctx context.Context) (Summary, error) {
+	defer r.waitDetails() // the details of what it wrote are there when it returns
 	var sum Summary
 	failures := 0
 	deadline := r.now().Add(r.o.BackoffMax*time.Duration(max(r.o.MaxRetries, 1)) + time.Minute)

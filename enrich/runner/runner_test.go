@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -366,5 +367,75 @@ func TestLiveNotDelayedByBackfill(t *testing.T) {
 	}
 	if left := testutil.ToFloat64(m.BackfillLeft); left <= 0 {
 		t.Fatalf("backfill remaining %v: the backfill should still be running", left)
+	}
+}
+
+// fakeDetails is a DetailPublisher that fails as told, then blocks until released.
+type fakeDetails struct {
+	mu      sync.Mutex
+	calls   int
+	fail    []error // one per call, then nil
+	release chan struct{}
+}
+
+func (f *fakeDetails) PublishDetails(ctx context.Context, src enrich.DetailSource) error {
+	f.mu.Lock()
+	f.calls++
+	var err error
+	if len(f.fail) > 0 {
+		err, f.fail = f.fail[0], f.fail[1:]
+	}
+	f.mu.Unlock()
+	if err == nil && f.release != nil {
+		select {
+		case <-f.release:
+		case <-ctx.Done():
+		}
+	}
+	return err
+}
+
+// Details are published in the background: a detail index that hangs does not hold up
+// enrichment; an unavailable one is retried, a refused one is not; RunOnce returns once
+// the publication is over.
+func TestDetailsDoNotBlockEnrichment(t *testing.T) {
+	st := newFakeStore()
+	loadAlerts(st, "alerts-1", 10, time.Now())
+	r, _ := newRunner(t, st, newFakeState(st), pipeline(t, true), testOptions())
+	pub := &fakeDetails{fail: []error{fmt.Errorf("x: %w", ErrUnavailable), fmt.Errorf("x: %w", ErrUnavailable)}, release: make(chan struct{})}
+	r.SetDetails(pub)
+	done := make(chan Summary)
+	go func() {
+		sum, _ := r.RunOnce(context.Background())
+		done <- sum
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for st.root("alerts-1", "a009", root)["status"] != "enriched" {
+		if time.Now().After(deadline) {
+			t.Fatal("alerts not enriched while the details publication hangs")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case <-done:
+		t.Fatal("RunOnce returned while the details publication was in progress")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(pub.release)
+	if sum := <-done; sum.Written != 10 {
+		t.Fatalf("written %d", sum.Written)
+	}
+	if pub.calls != 3 {
+		t.Fatalf("%d publication calls, want 3 (two unavailable, then one that succeeds)", pub.calls)
+	}
+
+	refused := &fakeDetails{fail: []error{fmt.Errorf("x: %w", ErrRefused)}}
+	r2, _ := newRunner(t, st, newFakeState(st), pipeline(t, false), testOptions())
+	r2.SetDetails(refused)
+	if _, err := r2.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if refused.calls != 1 {
+		t.Fatalf("a refused publication was tried %d times", refused.calls)
 	}
 }
