@@ -67,6 +67,13 @@ func ExtractTechniques(src map[string]any, fields []Field) (ids []string, proble
 	return NewExtractor(fields).Extract(src)
 }
 
+// ReadTechnique reads a technique ID from one string value of a technique field of that
+// kind, as the ATT&CK stage does; ok is false when the value names none.
+func ReadTechnique(value string, kind FieldKind) (id string, ok bool) {
+	id, ok, _ = readID(value, kind)
+	return id, ok
+}
+
 // readID reads one string value of a technique field. ok: a technique ID; problem: a value
 // that should have been one and is not. Tags that are not ATT&CK technique tags are neither.
 func readID(s string, kind FieldKind) (id string, ok, problem bool) {

@@ -12,9 +12,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
 	"golang.org/x/term"
 
+	"github.com/enricher-dev/enricher/enrich"
+	"github.com/enricher-dev/enricher/enrich/config"
+	"github.com/enricher-dev/enricher/enrich/elastic"
 	"github.com/enricher-dev/enricher/rules/coverage"
 )
 
@@ -42,9 +44,10 @@ func runCoverage(ctx context.Context, e env, args []string) error {
 	out := fs.String("out", "", "write the output to `FILE` instead of stdout")
 	workers := fs.Int("workers", 0, "files parsed at once (default: number of CPUs)")
 	onlyRules := fs.Bool("only-rule-techniques", false, "list only techniques some rule names (leave out mapped-only ones)")
-	esURL := fs.String("es-url", "", "Elasticsearch `URL` for alert counts and --to-es (default $ELASTICSEARCH_URL, then http://127.0.0.1:9200)")
+	cfgPath := fs.String("config", "", "daemon config `file`: the store, its credentials, the alert indices and technique fields alerts are counted by (default: defaults and environment)")
+	esURL := fs.String("es-url", "", "Elasticsearch or OpenSearch `URL` for alert counts and --to-es (default elasticsearch.urls of --config, $ELASTICSEARCH_URL, then http://127.0.0.1:9200)")
 	since := fs.String("since", "", "count alerts from this long ago: 30d, 12h, 2w, an RFC 3339 time, or all (default 30d when --es-url is given)")
-	alertsIndex := fs.String("alerts-index", coverage.DefaultAlertsIndex, "alerts index `pattern` (hidden indices included)")
+	alertsIndex := fs.String("alerts-index", "", "alerts index `patterns`, comma-separated (hidden indices included; default alerts.indices of --config)")
 	toES := fs.Bool("to-es", false, "write one coverage document per technique to --index")
 	index := fs.String("index", coverage.DefaultIndex, "coverage `index` for --to-es")
 	if err := parseFlags(fs, args); err != nil {
@@ -73,11 +76,14 @@ func runCoverage(ctx context.Context, e env, args []string) error {
 		}
 		sinceQuery = q
 	}
-	var es *elasticsearch.Client
+	var (
+		client *elastic.Client
+		cfg    config.Config
+	)
 	if countAlerts || *toES {
 		var err error
-		if es, err = newCoverageES(e, *esURL); err != nil {
-			return usageError{err}
+		if cfg, client, err = coverageStore(e, *cfgPath, *esURL); err != nil {
+			return err
 		}
 	}
 
@@ -97,9 +103,21 @@ func runCoverage(ctx context.Context, e env, args []string) error {
 	}
 	opts := coverage.BuildOptions{Ruleset: rs, RunID: newRunID(), Now: time.Now(), OnlyRuleTechniques: *onlyRules}
 	if countAlerts {
-		counts, err := coverage.AlertCounts(ctx, es, coverage.AlertQuery{Index: *alertsIndex, Since: sinceQuery})
+		q := coverage.AlertQuery{Index: *alertsIndex, Since: sinceQuery, TimeField: cfg.Alerts.TimeField}
+		if q.Index == "" {
+			q.Index = strings.Join(cfg.Alerts.Indices, ",")
+		}
+		for _, f := range cfg.Alerts.Fields {
+			kind := f.Kind
+			q.Fields = append(q.Fields, coverage.AlertField{Path: f.Path,
+				Technique: func(v string) (string, bool) { return enrich.ReadTechnique(v, kind) }})
+		}
+		counts, skipped, err := coverage.AlertCounts(ctx, client, q)
 		if err != nil {
 			return err
+		}
+		for _, f := range skipped {
+			fmt.Fprintf(e.stderr, "enricher coverage: alerts not counted by %s: no index maps it as a keyword\n", f)
 		}
 		opts.Alerts, opts.AlertsSince = counts, *since
 	}
@@ -112,7 +130,7 @@ func runCoverage(ctx context.Context, e env, args []string) error {
 		fmt.Fprintf(e.stderr, "enricher coverage: unreadable rule file: %s\n", iss)
 	}
 	if *toES {
-		n, err := coverage.WriteIndex(ctx, es, rep, coverage.WriteOptions{Index: *index, Refresh: "wait_for"})
+		n, err := coverage.WriteIndex(ctx, client, rep, coverage.WriteOptions{Index: *index, Refresh: "wait_for"})
 		if err != nil {
 			return fmt.Errorf("write coverage to %s: %w", *index, err)
 		}
@@ -167,30 +185,33 @@ func sinceDateMath(s string) (string, error) {
 	return "", fmt.Errorf("--since %q: want a duration like 30d, 12h, 2w, an RFC 3339 time, or all", s)
 }
 
-func newCoverageES(e env, url string) (*elasticsearch.Client, error) {
-	var urls []string
-	if url == "" {
-		url = e.getenv("ELASTICSEARCH_URL")
+// coverageStore is the daemon's configuration and client for --es-url and --to-es: the
+// same store, credentials, TLS settings, alert indices and technique fields.
+func coverageStore(e env, cfgPath, esURL string) (config.Config, *elastic.Client, error) {
+	cfg, err := loadConfig(cfgPath, "")
+	if err != nil {
+		return cfg, nil, err
 	}
-	for _, u := range strings.Split(url, ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			urls = append(urls, u)
+	if esURL == "" && cfgPath == "" {
+		esURL = e.getenv("ELASTICSEARCH_URL")
+	}
+	if esURL != "" {
+		var urls []string
+		for _, u := range strings.Split(esURL, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+					return cfg, nil, usagef("--es-url %q: must be an http:// or https:// URL", u)
+				}
+				urls = append(urls, u)
+			}
 		}
+		cfg.Elasticsearch.URLs = urls
 	}
-	if len(urls) == 0 {
-		urls = []string{"http://127.0.0.1:9200"}
+	client, err := elastic.NewClient(cfg.Elasticsearch, nil)
+	if err != nil {
+		return cfg, nil, usageError{err}
 	}
-	for _, u := range urls {
-		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-			return nil, fmt.Errorf("--es-url %q: must be an http:// or https:// URL", u)
-		}
-	}
-	return elasticsearch.NewClient(elasticsearch.Config{
-		Addresses: urls,
-		APIKey:    e.getenv("ELASTICSEARCH_API_KEY"),
-		Username:  e.getenv("ELASTICSEARCH_USERNAME"),
-		Password:  e.getenv("ELASTICSEARCH_PASSWORD"),
-	})
+	return cfg, client, nil
 }
 
 func newRunID() string {

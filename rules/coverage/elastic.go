@@ -6,14 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/elastic/go-elasticsearch/v8"
-	"github.com/elastic/go-elasticsearch/v8/esapi"
 
 	"github.com/enricher-dev/enricher/rules"
 )
@@ -25,82 +22,124 @@ const DefaultAlertsIndex = ".alerts-security.alerts-*"
 // DefaultIndex is the index coverage documents go to.
 const DefaultIndex = "enricher-coverage"
 
-// AlertTechniqueFields are the alert fields that carry technique IDs, counted by AlertCounts.
-var AlertTechniqueFields = []string{
-	"kibana.alert.rule.threat.technique.id",
-	"kibana.alert.rule.threat.technique.subtechnique.id",
-	"threat.technique.id",
-	"threat.technique.subtechnique.id",
+// Client is what coverage needs of a store: one request, its status and body. The
+// daemon's client (enrich/elastic.Client) is one, with its configuration, TLS,
+// credentials and server detection.
+type Client interface {
+	Do(ctx context.Context, op, method, path string, q url.Values, body []byte) (int, []byte, error)
 }
 
-// ErrElasticsearch wraps every error Elasticsearch answered with.
+// AlertField is one alert field that carries technique IDs.
+type AlertField struct {
+	Path string
+	// Technique reads a technique ID from one value (a Sigma tag "attack.t1021.002", say);
+	// nil reads IDs as they are. ok false: the value names no technique.
+	Technique func(value string) (id string, ok bool)
+}
+
+// DefaultAlertFields are the Kibana and ECS ID fields (the daemon's configuration gives
+// every field it enriches by, Wazuh's and the tag fields included).
+var DefaultAlertFields = []AlertField{
+	{Path: "kibana.alert.rule.threat.technique.id"},
+	{Path: "kibana.alert.rule.threat.technique.subtechnique.id"},
+	{Path: "threat.technique.id"},
+	{Path: "threat.technique.subtechnique.id"},
+}
+
+// ErrElasticsearch wraps every error the store answered with.
 var ErrElasticsearch = errors.New("elasticsearch error")
 
 // AlertQuery selects the alerts AlertCounts counts.
 type AlertQuery struct {
-	// Index is a pattern; default DefaultAlertsIndex. Hidden indices are included.
+	// Index is a comma-separated list of patterns; default DefaultAlertsIndex. Hidden
+	// indices are included.
 	Index string
-	// Since is Elasticsearch date math for the lower bound of @timestamp ("now-30d") or
-	// an RFC 3339 time; empty means all time.
+	// Fields carry the technique IDs; default DefaultAlertFields.
+	Fields []AlertField
+	// TimeField bounds the alerts by Since; default @timestamp.
+	TimeField string
+	// Since is date math for the lower bound of TimeField ("now-30d") or an RFC 3339
+	// time; empty means all time.
 	Since string
 	// MaxTechniques bounds each terms aggregation (default 2000; ATT&CK has ~700 IDs).
 	MaxTechniques int
 }
 
-// AlertCounts returns how many alerts carry each technique ID. It runs a terms aggregation
-// on each of AlertTechniqueFields to find the IDs present, then one filters aggregation with
-// a filter per ID over all four fields, so an alert that carries an ID in two fields (a
-// Kibana rule mapping and the source event's ECS threat.*) counts once for it. IDs are
-// normalized; values that are not technique IDs are left out.
-func AlertCounts(ctx context.Context, es *elasticsearch.Client, q AlertQuery) (map[string]int64, error) {
+// AlertCounts returns how many alerts carry each technique ID, and the fields it could
+// not count by (no index maps them as a keyword). It finds each field's aggregatable
+// form (the field, or its .keyword subfield in a dynamically mapped index), runs a terms
+// aggregation on each to find the values present, reads technique IDs from them, then
+// runs one filters aggregation with a filter per ID over every field, so an alert that
+// carries an ID in two fields (a Kibana rule mapping and a Sigma tag) counts once for it.
+func AlertCounts(ctx context.Context, c Client, q AlertQuery) (map[string]int64, []string, error) {
 	if q.Index == "" {
 		q.Index = DefaultAlertsIndex
+	}
+	if len(q.Fields) == 0 {
+		q.Fields = DefaultAlertFields
+	}
+	if q.TimeField == "" {
+		q.TimeField = "@timestamp"
 	}
 	if q.MaxTechniques <= 0 {
 		q.MaxTechniques = 2000
 	}
+	aggField, skipped, err := aggregatable(ctx, c, q.Index, q.Fields)
+	if err != nil {
+		return nil, nil, err
+	}
 	var filter []any
 	if q.Since != "" {
-		filter = append(filter, map[string]any{"range": map[string]any{"@timestamp": map[string]any{"gte": q.Since}}})
+		filter = append(filter, map[string]any{"range": map[string]any{q.TimeField: map[string]any{"gte": q.Since}}})
 	}
 	query := map[string]any{"bool": map[string]any{"filter": filter}}
+	counts := map[string]int64{}
 	aggs := map[string]any{}
-	for i, f := range AlertTechniqueFields {
-		aggs[fmt.Sprintf("f%d", i)] = map[string]any{"terms": map[string]any{"field": f, "size": q.MaxTechniques}}
+	for i := range q.Fields {
+		if af := aggField[i]; af != "" {
+			aggs[fmt.Sprintf("f%d", i)] = map[string]any{"terms": map[string]any{"field": af, "size": q.MaxTechniques}}
+		}
+	}
+	if len(aggs) == 0 {
+		return counts, skipped, nil
 	}
 	var first struct {
 		Aggregations map[string]struct {
 			Buckets []struct {
-				Key string `json:"key"`
+				Key any `json:"key"`
 			} `json:"buckets"`
 		} `json:"aggregations"`
 	}
-	if err := search(ctx, es, q.Index, map[string]any{"size": 0, "query": query, "aggs": aggs}, &first); err != nil {
-		return nil, fmt.Errorf("find technique IDs in %s: %w", q.Index, err)
+	if err := search(ctx, c, q.Index, map[string]any{"size": 0, "query": query, "aggs": aggs}, &first); err != nil {
+		return nil, nil, fmt.Errorf("find technique IDs in %s: %w", q.Index, err)
 	}
-	raw := map[string]bool{}
-	for _, a := range first.Aggregations {
-		for _, b := range a.Buckets {
-			raw[b.Key] = true
+	// Spellings per normalized ID and field ("t1021.002", "attack.t1021.002" and
+	// "T1021.002" count as one ID).
+	byID := map[string]map[string][]string{}
+	for i, f := range q.Fields {
+		for _, b := range first.Aggregations[fmt.Sprintf("f%d", i)].Buckets {
+			v, ok := b.Key.(string)
+			if !ok {
+				continue
+			}
+			id, ok := readTechnique(f, v)
+			if !ok {
+				continue
+			}
+			if byID[id] == nil {
+				byID[id] = map[string][]string{}
+			}
+			byID[id][aggField[i]] = append(byID[id][aggField[i]], v)
 		}
 	}
-	counts := map[string]int64{}
-	if len(raw) == 0 {
-		return counts, nil
-	}
-	// Spellings per normalized ID ("t1021.002" and "T1021.002" count as one).
-	byID := map[string][]string{}
-	for k := range raw {
-		id := rules.NormalizeTechniqueID(k)
-		if rules.IsTechniqueID(id) {
-			byID[id] = append(byID[id], k)
-		}
+	if len(byID) == 0 {
+		return counts, skipped, nil
 	}
 	filters := map[string]any{}
-	for id, spellings := range byID {
+	for id, fields := range byID {
 		var should []any
-		for _, f := range AlertTechniqueFields {
-			should = append(should, map[string]any{"terms": map[string]any{f: spellings}})
+		for field, spellings := range fields {
+			should = append(should, map[string]any{"terms": map[string]any{field: spellings}})
 		}
 		filters[id] = map[string]any{"bool": map[string]any{"should": should, "minimum_should_match": 1}}
 	}
@@ -114,37 +153,87 @@ func AlertCounts(ctx context.Context, es *elasticsearch.Client, q AlertQuery) (m
 		} `json:"aggregations"`
 	}
 	body := map[string]any{"size": 0, "query": query, "aggs": map[string]any{"techniques": map[string]any{"filters": map[string]any{"filters": filters}}}}
-	if err := search(ctx, es, q.Index, body, &second); err != nil {
-		return nil, fmt.Errorf("count alerts per technique in %s: %w", q.Index, err)
+	if err := search(ctx, c, q.Index, body, &second); err != nil {
+		return nil, nil, fmt.Errorf("count alerts per technique in %s: %w", q.Index, err)
 	}
 	for id, b := range second.Aggregations.Techniques.Buckets {
 		if b.DocCount > 0 {
 			counts[id] = b.DocCount
 		}
 	}
-	return counts, nil
+	return counts, skipped, nil
 }
 
-func search(ctx context.Context, es *elasticsearch.Client, index string, body any, out any) error {
+func readTechnique(f AlertField, v string) (string, bool) {
+	if f.Technique != nil {
+		return f.Technique(v)
+	}
+	id := rules.NormalizeTechniqueID(v)
+	return id, rules.IsTechniqueID(id)
+}
+
+// aggregatable returns, per field, the name to aggregate on ("" when no index maps it
+// as an aggregatable field), and the paths left out.
+func aggregatable(ctx context.Context, c Client, index string, fields []AlertField) ([]string, []string, error) {
+	var names []string
+	for _, f := range fields {
+		names = append(names, f.Path, f.Path+".keyword")
+	}
+	q := url.Values{"fields": {strings.Join(names, ",")}, "expand_wildcards": {"open,hidden"},
+		"ignore_unavailable": {"true"}, "allow_no_indices": {"true"}}
+	code, body, err := c.Do(ctx, "coverage", http.MethodGet, "/"+url.PathEscape(index)+"/_field_caps", q, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the mapping of %s: %w", index, err)
+	}
+	if code != http.StatusOK {
+		return nil, nil, fmt.Errorf("read the mapping of %s: %w", index, responseError(code, body))
+	}
+	var caps struct {
+		Fields map[string]map[string]struct {
+			Aggregatable bool `json:"aggregatable"`
+		} `json:"fields"`
+	}
+	if err := json.Unmarshal(body, &caps); err != nil {
+		return nil, nil, fmt.Errorf("read the mapping of %s: %w: %w", index, ErrElasticsearch, err)
+	}
+	agg := func(name string) bool {
+		for _, t := range caps.Fields[name] {
+			if t.Aggregatable {
+				return true
+			}
+		}
+		return false
+	}
+	out := make([]string, len(fields))
+	var skipped []string
+	for i, f := range fields {
+		switch {
+		case agg(f.Path):
+			out[i] = f.Path
+		case agg(f.Path + ".keyword"):
+			out[i] = f.Path + ".keyword"
+		default:
+			if len(caps.Fields[f.Path]) > 0 {
+				skipped = append(skipped, f.Path) // mapped, but not as a keyword
+			}
+		}
+	}
+	return out, skipped, nil
+}
+
+func search(ctx context.Context, c Client, index string, body any, out any) error {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return err
 	}
-	res, err := es.Search(
-		es.Search.WithContext(ctx),
-		es.Search.WithIndex(index),
-		es.Search.WithBody(bytes.NewReader(b)),
-		es.Search.WithExpandWildcards("open,hidden"),
-		es.Search.WithIgnoreUnavailable(true),
-		es.Search.WithAllowNoIndices(true),
-		es.Search.WithTrackTotalHits(false),
-	)
+	q := url.Values{"expand_wildcards": {"open,hidden"}, "ignore_unavailable": {"true"},
+		"allow_no_indices": {"true"}, "track_total_hits": {"false"}}
+	code, data, err := c.Do(ctx, "coverage", http.MethodPost, "/"+url.PathEscape(index)+"/_search", q, b)
 	if err != nil {
 		return err
 	}
-	defer res.Body.Close()
-	if res.IsError() {
-		return responseError(res.StatusCode, res.Body)
+	if code != http.StatusOK {
+		return responseError(code, data)
 	}
 	var shards struct {
 		Shards struct {
@@ -153,10 +242,6 @@ func search(ctx context.Context, es *elasticsearch.Client, index string, body an
 				Reason json.RawMessage `json:"reason"`
 			} `json:"failures"`
 		} `json:"_shards"`
-	}
-	data, err := io.ReadAll(res.Body)
-	if err != nil {
-		return err
 	}
 	if err := json.Unmarshal(data, &shards); err == nil && shards.Shards.Failed > 0 {
 		reason := ""
@@ -168,9 +253,11 @@ func search(ctx context.Context, es *elasticsearch.Client, index string, body an
 	return json.Unmarshal(data, out)
 }
 
-func responseError(status int, body io.Reader) error {
-	b, _ := io.ReadAll(io.LimitReader(body, 2048))
-	return fmt.Errorf("%w: status %d: %s", ErrElasticsearch, status, strings.TrimSpace(string(b)))
+func responseError(status int, body []byte) error {
+	if len(body) > 2048 {
+		body = body[:2048]
+	}
+	return fmt.Errorf("%w: status %d: %s", ErrElasticsearch, status, strings.TrimSpace(string(body)))
 }
 
 // IndexMapping is the explicit mapping of the coverage index: keyword fields for every ID
@@ -314,27 +401,24 @@ func Documents(rep *Report) []Document {
 
 // EnsureIndex creates the coverage index with IndexMapping, or adds the mapping to an
 // existing index (idempotent; fails if an existing field has another type).
-func EnsureIndex(ctx context.Context, es *elasticsearch.Client, index string) error {
-	body := `{"mappings":` + IndexMapping + `}`
-	res, err := es.Indices.Create(index, es.Indices.Create.WithContext(ctx), es.Indices.Create.WithBody(strings.NewReader(body)))
+func EnsureIndex(ctx context.Context, c Client, index string) error {
+	body := []byte(`{"mappings":` + IndexMapping + `}`)
+	code, data, err := c.Do(ctx, "coverage", http.MethodPut, "/"+url.PathEscape(index), nil, body)
 	if err != nil {
 		return fmt.Errorf("create index %s: %w", index, err)
 	}
-	defer res.Body.Close()
-	if !res.IsError() {
+	if code == http.StatusOK {
 		return nil
 	}
-	data, _ := io.ReadAll(res.Body)
-	if res.StatusCode != http.StatusBadRequest || !bytes.Contains(data, []byte("resource_already_exists_exception")) {
-		return fmt.Errorf("create index %s: %w", index, responseError(res.StatusCode, bytes.NewReader(data)))
+	if code != http.StatusBadRequest || !bytes.Contains(data, []byte("resource_already_exists_exception")) {
+		return fmt.Errorf("create index %s: %w", index, responseError(code, data))
 	}
-	pm, err := es.Indices.PutMapping([]string{index}, strings.NewReader(IndexMapping), es.Indices.PutMapping.WithContext(ctx))
+	code, data, err = c.Do(ctx, "coverage", http.MethodPut, "/"+url.PathEscape(index)+"/_mapping", nil, []byte(IndexMapping))
 	if err != nil {
 		return fmt.Errorf("update mapping of %s: %w", index, err)
 	}
-	defer pm.Body.Close()
-	if pm.IsError() {
-		return fmt.Errorf("update mapping of %s: %w", index, responseError(pm.StatusCode, pm.Body))
+	if code != http.StatusOK {
+		return fmt.Errorf("update mapping of %s: %w", index, responseError(code, data))
 	}
 	return nil
 }
@@ -372,14 +456,14 @@ type WriteOptions struct {
 // WriteIndex installs the index mapping and writes one document per technique with _bulk.
 // Document IDs are "<run id>:<technique>", so writing the same run twice overwrites it.
 // It returns the number of documents written.
-func WriteIndex(ctx context.Context, es *elasticsearch.Client, rep *Report, opts WriteOptions) (int, error) {
+func WriteIndex(ctx context.Context, c Client, rep *Report, opts WriteOptions) (int, error) {
 	if opts.Index == "" {
 		opts.Index = DefaultIndex
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 500
 	}
-	if err := EnsureIndex(ctx, es, opts.Index); err != nil {
+	if err := EnsureIndex(ctx, c, opts.Index); err != nil {
 		return 0, err
 	}
 	docs := Documents(rep)
@@ -397,7 +481,7 @@ func WriteIndex(ctx context.Context, es *elasticsearch.Client, rep *Report, opts
 				return written, err
 			}
 		}
-		n, err := bulk(ctx, es, &buf, opts.Refresh)
+		n, err := bulk(ctx, c, buf.Bytes(), opts.Refresh)
 		written += n
 		if err != nil {
 			return written, err
@@ -406,18 +490,17 @@ func WriteIndex(ctx context.Context, es *elasticsearch.Client, rep *Report, opts
 	return written, nil
 }
 
-func bulk(ctx context.Context, es *elasticsearch.Client, body io.Reader, refresh string) (int, error) {
-	args := []func(*esapi.BulkRequest){es.Bulk.WithContext(ctx)}
+func bulk(ctx context.Context, c Client, body []byte, refresh string) (int, error) {
+	var q url.Values
 	if refresh != "" {
-		args = append(args, es.Bulk.WithRefresh(refresh))
+		q = url.Values{"refresh": {refresh}}
 	}
-	res, err := es.Bulk(body, args...)
+	code, data, err := c.Do(ctx, "coverage", http.MethodPost, "/_bulk", q, body)
 	if err != nil {
 		return 0, fmt.Errorf("bulk index: %w", err)
 	}
-	defer res.Body.Close()
-	if res.IsError() {
-		return 0, fmt.Errorf("bulk index: %w", responseError(res.StatusCode, res.Body))
+	if code != http.StatusOK {
+		return 0, fmt.Errorf("bulk index: %w", responseError(code, data))
 	}
 	var out struct {
 		Errors bool `json:"errors"`
@@ -426,7 +509,7 @@ func bulk(ctx context.Context, es *elasticsearch.Client, body io.Reader, refresh
 			Error  json.RawMessage `json:"error"`
 		} `json:"items"`
 	}
-	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+	if err := json.Unmarshal(data, &out); err != nil {
 		return 0, fmt.Errorf("bulk index: decode response: %w", err)
 	}
 	ok := 0

@@ -13,43 +13,43 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/enricher-dev/enricher/enrich"
+	"github.com/enricher-dev/enricher/enrich/config"
+	"github.com/enricher-dev/enricher/enrich/elastic"
 )
 
-func esClient(t *testing.T) *elasticsearch.Client {
+// esClient is the daemon's client (enrich/elastic), as `enricher coverage` uses it.
+func esClient(t *testing.T) *elastic.Client {
 	t.Helper()
-	url := os.Getenv("ELASTICSEARCH_URL")
-	if url == "" {
-		url = "http://127.0.0.1:9200"
+	u := os.Getenv("ELASTICSEARCH_URL")
+	if u == "" {
+		u = "http://127.0.0.1:9200"
 	}
-	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{url},
-		Username: os.Getenv("ELASTICSEARCH_USERNAME"), Password: os.Getenv("ELASTICSEARCH_PASSWORD"), APIKey: os.Getenv("ELASTICSEARCH_API_KEY")})
+	c, err := elastic.NewClient(config.Elasticsearch{URLs: []string{u}, Username: os.Getenv("ELASTICSEARCH_USERNAME"),
+		Password: os.Getenv("ELASTICSEARCH_PASSWORD"), APIKey: os.Getenv("ELASTICSEARCH_API_KEY"), RequestTimeout: 30 * time.Second}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := es.Cluster.Health(es.Cluster.Health.WithContext(context.Background()))
-	if err != nil {
-		t.Fatalf("elasticsearch at %s: %v (start one with scripts/es-up.sh)", url, err)
+	if code, body, err := c.Do(context.Background(), "other", http.MethodGet, "/_cluster/health", nil, nil); err != nil || code != http.StatusOK {
+		t.Fatalf("store at %s: %v %s (start one with `make es-up`)", u, err, body)
 	}
-	res.Body.Close()
-	return es
+	return c
 }
 
-func do(t *testing.T, es *elasticsearch.Client, method, path, body string) map[string]any {
+func do(t *testing.T, c *elastic.Client, method, path, body string) map[string]any {
 	t.Helper()
-	req, err := newRequest(method, path, body)
+	var b []byte
+	if body != "" {
+		b = []byte(body)
+	}
+	code, resp, err := c.Do(context.Background(), "other", method, path, nil, b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := es.Perform(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
 	var out map[string]any
-	_ = json.NewDecoder(res.Body).Decode(&out)
-	if res.StatusCode >= 300 {
-		t.Fatalf("%s %s: %d %v", method, path, res.StatusCode, out)
+	_ = json.Unmarshal(resp, &out)
+	if code >= 300 {
+		t.Fatalf("%s %s: %d %v", method, path, code, out)
 	}
 	return out
 }
@@ -62,11 +62,10 @@ func TestIntegrationAlertCountsAndIndex(t *testing.T) {
 	suffix := fmt.Sprintf("%d-%d", time.Now().UnixNano(), rand.IntN(1e6))
 	alerts := ".alerts-security.alerts-enricher-coverage-test-" + suffix
 	covIndex := "enricher-coverage-test-" + suffix
+	wazuh := "wazuh-alerts-4.x-enricher-coverage-test-" + suffix
 	t.Cleanup(func() {
-		for _, idx := range []string{alerts, covIndex} {
-			if res, err := es.Indices.Delete([]string{idx}, es.Indices.Delete.WithExpandWildcards("open,hidden")); err == nil {
-				res.Body.Close()
-			}
+		for _, idx := range []string{alerts, covIndex, wazuh} {
+			es.Do(context.Background(), "other", http.MethodDelete, "/"+idx+"?expand_wildcards=open,hidden", nil, nil)
 		}
 	})
 	do(t, es, "PUT", "/"+alerts, `{
@@ -94,11 +93,31 @@ func TestIntegrationAlertCountsAndIndex(t *testing.T) {
 	}
 	do(t, es, "POST", "/"+alerts+"/_bulk?refresh=true", bulk.String())
 
-	counts, err := AlertCounts(ctx, es, AlertQuery{Index: ".alerts-security.alerts-enricher-coverage-test-" + suffix + "*", Since: "now-30d"})
+	// A Wazuh 4.x index (dynamic mapping: strings as text with a keyword subfield) and
+	// Sigma-tagged alerts: counted by the daemon's fields, rule.mitre.id and tags.
+	bulk.Reset()
+	for _, d := range []string{
+		fmt.Sprintf(`{"@timestamp":%q,"rule":{"id":"92652","mitre":{"id":["T1021.002"],"tactic":["Lateral Movement"]}}}`, now.Format(time.RFC3339)),
+		fmt.Sprintf(`{"@timestamp":%q,"tags":["attack.lateral_movement","attack.t1021.002","attack.T1570"]}`, now.Format(time.RFC3339)),
+		fmt.Sprintf(`{"@timestamp":%q,"rule":{"mitre":{"id":["T1570"]}},"tags":["attack.t1570"]}`, now.Format(time.RFC3339)),
+	} {
+		bulk.WriteString(`{"index":{}}` + "\n" + d + "\n")
+	}
+	do(t, es, "POST", "/"+wazuh+"/_bulk?refresh=true", bulk.String())
+	var fields []AlertField
+	for _, f := range enrich.DefaultFields {
+		kind := f.Kind
+		fields = append(fields, AlertField{Path: f.Path, Technique: func(v string) (string, bool) { return enrich.ReadTechnique(v, kind) }})
+	}
+	counts, skipped, err := AlertCounts(ctx, es, AlertQuery{Index: ".alerts-security.alerts-enricher-coverage-test-" + suffix + "*," + wazuh,
+		Since: "now-30d", Fields: fields})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int64{"T1021": 2, "T1021.002": 2, "T1570": 1}
+	if len(skipped) != 0 {
+		t.Errorf("fields not counted: %v", skipped)
+	}
+	want := map[string]int64{"T1021": 2, "T1021.002": 4, "T1570": 3}
 	if len(counts) != len(want) {
 		t.Errorf("counts = %v, want %v", counts, want)
 	}
@@ -122,7 +141,7 @@ func TestIntegrationAlertCountsAndIndex(t *testing.T) {
 	  "aggs":{"gaps":{"terms":{"field":"gaps"}},"rules":{"max":{"field":"rule.count"}},"alerts":{"max":{"field":"alert.count"}}}}`)
 	hits := out["hits"].(map[string]any)["total"].(map[string]any)["value"].(float64)
 	aggs := out["aggregations"].(map[string]any)
-	if hits != 1 || aggs["rules"].(map[string]any)["value"].(float64) != 4 || aggs["alerts"].(map[string]any)["value"].(float64) != 2 {
+	if hits != 1 || aggs["rules"].(map[string]any)["value"].(float64) != 4 || aggs["alerts"].(map[string]any)["value"].(float64) != 4 {
 		t.Errorf("T1021.002 document: hits %v, aggs %v", hits, aggs)
 	}
 	all := do(t, es, "GET", "/"+covIndex+"/_count", `{"query":{"term":{"run.id":"it-`+suffix+`"}}}`)
@@ -133,13 +152,4 @@ func TestIntegrationAlertCountsAndIndex(t *testing.T) {
 	if !strings.Contains(fmt.Sprint(m), "type:keyword") {
 		t.Errorf("technique.id mapping: %v", m)
 	}
-}
-
-func newRequest(method, path, body string) (*http.Request, error) {
-	req, err := http.NewRequest(method, path, strings.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	return req, nil
 }

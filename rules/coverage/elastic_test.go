@@ -8,11 +8,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/elastic/go-elasticsearch/v8"
 )
 
 // fakeES answers _search and _bulk like Elasticsearch, recording requests.
@@ -32,6 +31,15 @@ func (f *fakeES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Elastic-Product", "Elasticsearch")
 	w.Header().Set("Content-Type", "application/json")
 	switch {
+	case strings.HasSuffix(r.URL.Path, "/_field_caps"):
+		// tags is mapped as text with a keyword subfield, as dynamic mapping does.
+		io.WriteString(w, `{"fields":{
+			"kibana.alert.rule.threat.technique.id":{"keyword":{"aggregatable":true}},
+			"kibana.alert.rule.threat.technique.subtechnique.id":{"keyword":{"aggregatable":true}},
+			"threat.technique.id":{"keyword":{"aggregatable":true}},
+			"threat.technique.subtechnique.id":{"keyword":{"aggregatable":true}},
+			"tags":{"text":{"aggregatable":false}},"tags.keyword":{"keyword":{"aggregatable":true}},
+			"message":{"text":{"aggregatable":false}}}}`)
 	case strings.HasSuffix(r.URL.Path, "/_search") && bytes.Contains(body, []byte(`"filters"`)):
 		var req struct {
 			Aggs struct {
@@ -54,7 +62,8 @@ func (f *fakeES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"f0":{"buckets":[{"key":"T1021","doc_count":4}]},
 			"f1":{"buckets":[{"key":"T1021.002","doc_count":3}]},
 			"f2":{"buckets":[{"key":"t1021","doc_count":1},{"key":"not-an-id","doc_count":1}]},
-			"f3":{"buckets":[{"key":"T1003.001","doc_count":0}]}}}`)
+			"f3":{"buckets":[{"key":"T1003.001","doc_count":0}]},
+			"f4":{"buckets":[{"key":"attack.t1021.002","doc_count":2},{"key":"attack.lateral_movement","doc_count":2}]}}}`)
 	case r.URL.Path == "/_bulk":
 		io.WriteString(w, f.bulk(string(body)))
 	case r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/_mapping"):
@@ -67,20 +76,45 @@ func (f *fakeES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func fakeClient(t *testing.T, f *fakeES) *elasticsearch.Client {
+// httpClient is a Client over plain HTTP (the daemon's client in the integration test).
+type httpClient struct{ base string }
+
+func (c httpClient) Do(ctx context.Context, _, method, path string, q url.Values, body []byte) (int, []byte, error) {
+	u := c.base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	return res.StatusCode, b, err
+}
+
+func fakeClient(t *testing.T, f *fakeES) Client {
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
-	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{srv.URL}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return es
+	return httpClient{srv.URL}
 }
 
 func TestAlertCounts(t *testing.T) {
 	f := &fakeES{}
-	es := fakeClient(t, f)
-	got, err := AlertCounts(context.Background(), es, AlertQuery{Since: "now-30d"})
+	fields := append(append([]AlertField(nil), DefaultAlertFields...),
+		AlertField{Path: "tags", Technique: func(v string) (string, bool) {
+			if id, ok := strings.CutPrefix(v, "attack."); ok && strings.HasPrefix(id, "t") {
+				return strings.ToUpper(id), true
+			}
+			return "", false
+		}},
+		AlertField{Path: "message"})
+	got, skipped, err := AlertCounts(context.Background(), fakeClient(t, f), AlertQuery{Since: "now-30d", Fields: fields})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,22 +122,30 @@ func TestAlertCounts(t *testing.T) {
 	if len(got) != len(want) || got["T1021"] != 5 || got["T1021.002"] != 3 {
 		t.Errorf("counts = %v, want %v", got, want)
 	}
-	if len(f.requests) != 2 {
+	if len(skipped) != 1 || skipped[0] != "message" {
+		t.Errorf("skipped %v, want [message]: mapped, but not as a keyword", skipped)
+	}
+	if len(f.requests) != 3 || !strings.Contains(f.requests[0], "/_field_caps") {
 		t.Fatalf("requests = %v", f.requests)
 	}
 	for _, r := range f.requests {
-		if !strings.Contains(r, "/.alerts-security.alerts-*/_search") || !strings.Contains(r, "expand_wildcards=open%2Chidden") {
+		if !strings.Contains(r, "/.alerts-security.alerts-*/") || !strings.Contains(r, "expand_wildcards=open%2Chidden") {
 			t.Errorf("request %s: want the alerts pattern with hidden indices", r)
 		}
 	}
-	for _, field := range AlertTechniqueFields {
-		if !strings.Contains(f.bodies[0], `"field":"`+field+`"`) {
-			t.Errorf("first request lacks a terms aggregation on %s: %s", field, f.bodies[0])
+	for _, field := range DefaultAlertFields {
+		if !strings.Contains(f.bodies[1], `"field":"`+field.Path+`"`) {
+			t.Errorf("first search lacks a terms aggregation on %s: %s", field.Path, f.bodies[1])
 		}
 	}
-	// Both spellings of T1021 are looked up; the non-ID is not.
-	if !strings.Contains(f.bodies[1], `"t1021"`) || strings.Contains(f.bodies[1], "not-an-id") || !strings.Contains(f.bodies[1], `"gte":"now-30d"`) {
-		t.Errorf("second request: %s", f.bodies[1])
+	if !strings.Contains(f.bodies[1], `"field":"tags.keyword"`) || strings.Contains(f.bodies[1], `"field":"message"`) {
+		t.Errorf("tags must be aggregated on its keyword subfield, message not at all: %s", f.bodies[1])
+	}
+	// Both spellings of T1021 are looked up, the tag under its own field; the non-ID and
+	// the tactic tag are not.
+	if !strings.Contains(f.bodies[2], `"t1021"`) || !strings.Contains(f.bodies[2], `"tags.keyword":["attack.t1021.002"]`) ||
+		strings.Contains(f.bodies[2], "not-an-id") || strings.Contains(f.bodies[2], "lateral_movement") || !strings.Contains(f.bodies[2], `"gte":"now-30d"`) {
+		t.Errorf("second search: %s", f.bodies[2])
 	}
 }
 
@@ -141,7 +183,7 @@ func TestWriteIndex(t *testing.T) {
 			if n != len(rep.Techniques) {
 				t.Errorf("written %d, want %d", n, len(rep.Techniques))
 			}
-			if f.requests[0] != "PUT /enricher-coverage?" || !strings.HasPrefix(f.requests[1], "PUT /enricher-coverage/_mapping") {
+			if !strings.HasPrefix(f.requests[0], "PUT /enricher-coverage?") || !strings.HasPrefix(f.requests[1], "PUT /enricher-coverage/_mapping") {
 				t.Errorf("requests = %v: want create index, then put mapping when it exists", f.requests)
 			}
 			var meta struct {
