@@ -130,7 +130,7 @@ func (s *AttackStage) Fields() []string {
 	for _, f := range s.fields {
 		out = append(out, f.Path)
 	}
-	return out
+	return append(out, ComplianceField)
 }
 
 // Enrich implements Stage. It never fails: bad values are skipped and reported on the alert.
@@ -146,8 +146,8 @@ func (s *AttackStage) Enrich(_ context.Context, alerts []*Alert) ([]Patch, error
 // Document returns the root object for one alert _source.
 func (s *AttackStage) Document(src map[string]any, enrichedAt string) *RootDoc {
 	ids, problems := s.x.Extract(src)
-	d := &RootDoc{static: s.static(ids), EnrichedAt: enrichedAt, Problems: problems}
-	return d
+	st := s.static(ids)
+	return &RootDoc{static: st, EnrichedAt: enrichedAt, Problems: problems, Compliance: complianceCheck(src, st.nist)}
 }
 
 // Status returns the status the stage wrote in a document's root object, or "".
@@ -274,6 +274,13 @@ func (s *AttackStage) build(found []string) *staticDoc {
 	if len(found) == 0 {
 		status = StatusNoTechnique
 	}
+	var nist []string
+	for _, c := range picked {
+		if c.m.Kind == rules.KindControl && c.m.Source.Framework == "nist_800_53" {
+			nist = appendUnique(nist, c.m.CapabilityID)
+		}
+	}
+	sort.Strings(nist)
 	var controls, detections, related []entry
 	if s.detail == DetailFull {
 		controls, detections, related = fullEntries(picked)
@@ -292,7 +299,9 @@ func (s *AttackStage) build(found []string) *staticDoc {
 		"has_detection":       hasDetection,
 		FieldDetails:          nonNil(detailed),
 	}
-	return newStaticDoc(status, doc)
+	d := newStaticDoc(status, doc)
+	d.nist = nist
+	return d
 }
 
 // DetailRef is the reference an alert carries (<root>.details) to the mapping details

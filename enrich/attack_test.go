@@ -53,7 +53,7 @@ func TestAttackStageKibanaAlert(t *testing.T) {
 				Alerts   []struct{ ID, Name string }
 				Comments string `json:"comments"`
 			} `json:"detections"`
-			Details []string `json:"details"`
+			Details  []string  `json:"details"`
 			Problems []Problem `json:"problems"`
 		} `json:"attack_mappings"`
 	}
@@ -142,5 +142,42 @@ func TestAttackCompactDeduplicatesReleases(t *testing.T) {
 	}
 	if NewAttackStage(rs, AttackOptions{}).Fingerprint() == NewAttackStage(rs, AttackOptions{Detail: DetailFull}).Fingerprint() {
 		t.Fatal("the shape must be part of the fingerprint")
+	}
+}
+
+// A Wazuh alert's own NIST tags are compared with CTID's NIST mappings for its techniques.
+func TestComplianceCheck(t *testing.T) {
+	st := NewAttackStage(builtin(t), AttackOptions{InheritParent: true})
+	src := map[string]any{"rule": map[string]any{
+		"mitre":       map[string]any{"id": []any{"T1021.002"}},
+		"nist_800_53": []any{"AC.7", "AU.14", "SI.4", "AC.02", "not a control", 42},
+	}}
+	b, _ := json.Marshal(st.Document(src, "now"))
+	var got struct {
+		Check struct {
+			Field     string   `json:"field"`
+			Both      []string `json:"both"`
+			OnlyAlert []string `json:"only_alert"`
+			OnlyCTID  []string `json:"only_ctid"`
+			Differs   bool     `json:"differs"`
+		} `json:"compliance_check"`
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	c := got.Check
+	if c.Field != "rule.nist_800_53" || strings.Join(c.Both, ",") != "AC-2,SI-4" || strings.Join(c.OnlyAlert, ",") != "AC-7,AU-14" ||
+		len(c.OnlyCTID) != 14 || !c.Differs {
+		t.Fatalf("compliance check: %+v\n%s", c, b)
+	}
+	// An alert without the tags has no check.
+	b, _ = json.Marshal(st.Document(map[string]any{"rule": map[string]any{"mitre": map[string]any{"id": "T1021.002"}}}, "now"))
+	if strings.Contains(string(b), "compliance_check") {
+		t.Fatalf("check without tags: %s", b)
+	}
+	for in, want := range map[string]string{"AC.7": "AC-7", "ac-02": "AC-2", "AC.2(1)": "AC-2(1)", "SI.04(05)": "SI-4(5)", "A.7": "", "AC.x": "", "AC-": ""} {
+		if got := NormalizeNISTControl(in); got != want {
+			t.Errorf("NormalizeNISTControl(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

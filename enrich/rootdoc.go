@@ -16,7 +16,8 @@ type JSONAppender interface {
 // staticDoc is the technique-dependent part of a root document, encoded once.
 type staticDoc struct {
 	status string
-	json   []byte // `"key":value,` pairs, sorted by key, with a trailing comma
+	json   []byte   // `"key":value,` pairs, sorted by key, with a trailing comma
+	nist   []string // canonical NIST SP 800-53 control IDs mapped, sorted (ComplianceCheck)
 }
 
 func newStaticDoc(status string, fields map[string]any) *staticDoc {
@@ -49,6 +50,8 @@ type RootDoc struct {
 	Problems   []Problem
 	Pending    []string
 	Generation Generation
+	// Compliance is set on alerts that carry their own NIST tags (ComplianceField).
+	Compliance *ComplianceCheck
 }
 
 var (
@@ -93,7 +96,13 @@ func (d *RootDoc) AppendJSON(dst []byte) []byte {
 		dst = appendJSONString(dst, p.Reason)
 		dst = append(dst, '}')
 	}
-	dst = append(dst, `],"`+PendingField+`":[`...)
+	if d.Compliance != nil {
+		dst = append(dst, `],"compliance_check":`...)
+		dst = d.Compliance.appendJSON(dst)
+		dst = append(dst, `,"`+PendingField+`":[`...)
+	} else {
+		dst = append(dst, `],"`+PendingField+`":[`...)
+	}
 	for i, p := range d.Pending {
 		if i > 0 {
 			dst = append(dst, ',')

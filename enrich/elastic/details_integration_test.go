@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -297,4 +298,52 @@ func ctl0(r map[string]any) map[string]any {
 	}
 	m, _ := c[0].(map[string]any)
 	return m
+}
+
+// Wazuh 4.x alerts in daily indices (a new day's index made by dynamic mapping): enriched,
+// and where the rule's own NIST tags differ from CTID's mappings, the alert says so in a
+// field an analyst filters on.
+func TestWazuhDailyIndicesComplianceCheck(t *testing.T) {
+	c := newClient(t, esURL(), nil)
+	ctx := context.Background()
+	prefix := fmt.Sprintf("wazuh-alerts-4.x-t%d%04d-", time.Now().UnixNano()%1e9, rand.IntN(10000))
+	t.Cleanup(func() { c.Do(ctx, "other", http.MethodDelete, "/"+prefix+"*", nil, nil) })
+	var docs []sample.Doc
+	for _, d := range sample.Generate(400, 5) {
+		if d.Index == sample.WazuhIndex {
+			d.Index = prefix + "2026.12.01"
+			docs = append(docs, d)
+		}
+	}
+	if err := sample.Load(ctx, c, docs); err != nil {
+		t.Fatal(err)
+	}
+	indices := []string{prefix + "*"}
+	h := newHarness(t, c, nil, indices, nil)
+	if res, err := h.r.RunOnce(ctx); err != nil || res.Written != len(docs) {
+		t.Fatalf("first day: %+v %v, want %d written", res, err, len(docs))
+	}
+	// The next day's index appears (dynamic mapping, as the Wazuh indexer's template does).
+	next := docs[0]
+	next.Index, next.ID = prefix+"2026.12.02", "next-day"
+	if err := sample.Load(ctx, c, []sample.Doc{next}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := h.r.RunOnce(ctx); err != nil || res.Written != 1 {
+		t.Fatalf("second day: %+v %v, want 1 written", res, err)
+	}
+	hits := searchAll(t, c, prefix+"*", map[string]any{"term": map[string]any{"attack_mappings.compliance_check.differs": true}})
+	if len(hits) != len(docs)+1 {
+		t.Fatalf("%d alerts say their NIST tags differ, want %d", len(hits), len(docs)+1)
+	}
+	for _, hit := range hits {
+		cc := root(hit)["compliance_check"].(map[string]any)
+		if !slices.Contains(cc["only_alert"].([]any), "AU-14") || hit.Source["rule"].(map[string]any)["nist_800_53"] == nil {
+			t.Fatalf("%s: %v", hit.ID, cc)
+		}
+	}
+	// The tag CTID does not map is filterable by value.
+	if n := len(searchAll(t, c, prefix+"*", map[string]any{"term": map[string]any{"attack_mappings.compliance_check.only_alert": "AU-14"}})); n != len(docs)+1 {
+		t.Fatalf("only_alert AU-14 finds %d alerts", n)
+	}
 }

@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync/atomic"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 

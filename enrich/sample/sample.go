@@ -189,13 +189,25 @@ func wazuh(i int, ts time.Time, t technique, host, user string) Doc {
 	if leaf(t) == "T1021.002" && i%3 == 0 {
 		ids = []string{"T1077"} // revoked ID still used by older Wazuh rules
 	}
+	// A Wazuh 4.x alert as Filebeat ships it to the Wazuh indexer: the rule's own
+	// compliance tags beside ATT&CK (rule.nist_800_53 is what the rule author chose, which
+	// CTID's mappings may not share: AU.14 is not mapped to any of these techniques).
 	return Doc{Index: WazuhIndex, ID: fmt.Sprintf("sample-wazuh-%06d", i), Source: map[string]any{
-		"timestamp":  ts.Format(time.RFC3339Nano),
+		"timestamp":  ts.Format("2006-01-02T15:04:05.000-0700"),
 		"@timestamp": ts.Format(time.RFC3339Nano),
-		"agent":      map[string]any{"name": host, "id": fmt.Sprintf("%03d", i%50)},
+		"agent":      map[string]any{"name": host, "id": fmt.Sprintf("%03d", i%50), "ip": fmt.Sprintf("10.20.1.%d", 10+i%50)},
+		"manager":    map[string]any{"name": "wazuh-manager"},
+		"id":         fmt.Sprintf("%d.%d", ts.Unix(), 100000+i),
 		"rule": map[string]any{"id": "92652", "level": 12, "description": "Successful remote logon via SMB",
-			"mitre": map[string]any{"id": ids, "tactic": []string{t.tacticName}, "technique": []string{t.name}}},
-		"data": map[string]any{"win": map[string]any{"eventdata": map[string]any{"targetUserName": user}}},
+			"firedtimes": 1 + i%17, "mail": false, "groups": []string{"windows", "windows_security", "authentication_success"},
+			"mitre":       map[string]any{"id": ids, "tactic": []string{t.tacticName}, "technique": []string{t.name}},
+			"nist_800_53": []string{"AC.7", "AU.14"}, "pci_dss": []string{"10.2.5"}, "gdpr": []string{"IV_32.2"},
+			"hipaa": []string{"164.312.b"}, "tsc": []string{"CC6.8", "CC7.2", "CC7.3"}},
+		"decoder":  map[string]any{"name": "windows_eventchannel"},
+		"location": "EventChannel",
+		"data": map[string]any{"win": map[string]any{
+			"system":    map[string]any{"eventID": "4624", "channel": "Security", "computer": host},
+			"eventdata": map[string]any{"targetUserName": user, "logonType": "3"}}},
 	}}
 }
 
