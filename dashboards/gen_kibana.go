@@ -326,6 +326,11 @@ func objects() []obj {
 			dvAll, `attack_mappings.problems.reason : *`,
 			[]string{"attack_mappings.status", "attack_mappings.problems.field", "attack_mappings.problems.value", "attack_mappings.problems.reason"}, byTime),
 
+		savedSearch("enricher-search-nist-tags-differ", "Alerts whose rule's NIST tags differ from CTID's mappings",
+			"Wazuh alerts whose rule's own NIST SP 800-53 tags (rule.nist_800_53) name controls CTID does not map to the alert's techniques, or miss ones it does.",
+			dvAll, `attack_mappings.compliance_check.differs : true`,
+			[]string{"attack_mappings.techniques", "attack_mappings.compliance_check.only_alert", "attack_mappings.compliance_check.both", "attack_mappings.compliance_check.only_ctid"}, byTime),
+
 		savedSearch("enricher-search-quarantined", "Quarantined alerts",
 			"Alerts enricher gave up on after its attempt budget (or at once, when larger than daemon.max_alert_bytes): the reason and the attempts. Requeue them with `enricher requeue` once the cause is fixed.",
 			dvAll, `attack_mappings.status : "quarantined"`,

@@ -191,7 +191,7 @@ func wazuh(i int, ts time.Time, t technique, host, user string) Doc {
 	}
 	// A Wazuh 4.x alert as Filebeat ships it to the Wazuh indexer: the rule's own
 	// compliance tags beside ATT&CK (rule.nist_800_53 is what the rule author chose, which
-	// CTID's mappings may not share: AU.14 is not mapped to any of these techniques).
+	// CTID's mappings may not share: SI-4 is mapped to T1021.002, AU-14 to none of these).
 	return Doc{Index: WazuhIndex, ID: fmt.Sprintf("sample-wazuh-%06d", i), Source: map[string]any{
 		"timestamp":  ts.Format("2006-01-02T15:04:05.000-0700"),
 		"@timestamp": ts.Format(time.RFC3339Nano),
@@ -201,7 +201,7 @@ func wazuh(i int, ts time.Time, t technique, host, user string) Doc {
 		"rule": map[string]any{"id": "92652", "level": 12, "description": "Successful remote logon via SMB",
 			"firedtimes": 1 + i%17, "mail": false, "groups": []string{"windows", "windows_security", "authentication_success"},
 			"mitre":       map[string]any{"id": ids, "tactic": []string{t.tacticName}, "technique": []string{t.name}},
-			"nist_800_53": []string{"AC.7", "AU.14"}, "pci_dss": []string{"10.2.5"}, "gdpr": []string{"IV_32.2"},
+			"nist_800_53": []string{"AC.7", "AU.14", "SI.4"}, "pci_dss": []string{"10.2.5"}, "gdpr": []string{"IV_32.2"},
 			"hipaa": []string{"164.312.b"}, "tsc": []string{"CC6.8", "CC7.2", "CC7.3"}},
 		"decoder":  map[string]any{"name": "windows_eventchannel"},
 		"location": "EventChannel",
