@@ -15,12 +15,17 @@ import (
 // the ruleset's hash, so a ruleset's details are written once, whoever loads it, and an
 // alert's <root>.details values (DetailRef) are their `ref`.
 
+// DetailFormat versions the detail documents (their `format` field): documents of another
+// format are replaced, not kept beside them.
+const DetailFormat = "1"
+
 // DetailSource is implemented by stages whose mappings have documents in the detail index.
 type DetailSource interface {
 	// DetailVersion identifies the documents: the rules' hash and version.
 	DetailVersion() (hash, version string)
 	// EachDetail calls fn with the _id and body of every document, in a stable order,
-	// and stops at fn's first error.
+	// and stops at fn's first error. Each body carries `ruleset.hash` and `format`
+	// (DetailFormat): they are what a publication is counted and removed by.
 	EachDetail(fn func(id string, doc []byte) error) error
 }
 
@@ -30,6 +35,7 @@ var _ DetailSource = (*AttackStage)(nil)
 // Kibana data view over it are made from it).
 var DetailSchema = []SchemaField{
 	{"ref", TypeKeyword, "what alerts carry in <root>.details: `<technique>@<ruleset hash>`"},
+	{"format", TypeKeyword, "version of the document's format"},
 	{"ruleset", TypeObject, "the ruleset the mapping is part of"},
 	{"ruleset.hash", TypeKeyword, "its content hash"},
 	{"ruleset.version", TypeKeyword, "its version"},
@@ -98,6 +104,7 @@ func detailID(hash, technique string, m *rules.Mapping) string {
 func detailDoc(m *rules.Mapping, technique, hash, version, name string) map[string]any {
 	d := map[string]any{
 		"ref":               DetailRef(technique, hash),
+		"format":            DetailFormat,
 		"ruleset":           map[string]any{"hash": hash, "version": version},
 		"technique":         technique,
 		"kind":              string(m.Kind),

@@ -35,7 +35,7 @@ am = src["attack_mappings"]
 print("alert      ", hit["_id"], "|", src.get("kibana.alert.rule.name"), "| host", src["host"]["name"], "| user", src["user"]["name"])
 print("techniques ", ", ".join(am["techniques"]), " inherited from:", ", ".join(am["inherited_from"]) or "-")
 for c in am["controls"]:
-    print("controls    %s (%s): %s" % (c["framework"], ", ".join(c["releases"]), ", ".join(c["id"])))
+    print("controls    %s%s: %s" % (", ".join(c["releases"]), " (inherited)" if c.get("inherited") else "", ", ".join(c["id"])))
 for d in am["detections"]:
     extra = []
     if d.get("alerts"):  extra.append("alerts " + ", ".join("%s \"%s\"" % (a["id"], a["name"]) for a in d["alerts"]))

@@ -29,9 +29,6 @@ const (
 	DetailHeartbeat = time.Hour
 )
 
-// detailFormat versions the detail documents: a new format is a new publication.
-const detailFormat = "1"
-
 // Details publishes the mapping detail index: one document per mapping of a ruleset,
 // written with create-only operations under _ids derived from the ruleset's hash and the
 // mapping's identity, so that publishing twice, or from several replicas at once, creates
@@ -114,8 +111,40 @@ func (d *Details) Ensure(ctx context.Context) error {
 		}
 	} else if code != http.StatusOK {
 		return statusError("check detail index "+d.index, code, body)
+	} else if err := d.addFields(ctx, body); err != nil {
+		return err
 	}
 	d.made = true
+	return nil
+}
+
+// addFields puts the fields of DetailsMapping that an existing detail index lacks (made
+// by an older enricher).
+func (d *Details) addFields(ctx context.Context, mappingBody []byte) error {
+	var res map[string]struct {
+		Mappings map[string]any `json:"mappings"`
+	}
+	if err := json.Unmarshal(mappingBody, &res); err != nil {
+		return fmt.Errorf("check detail index %s: %w: %w", d.index, ErrRefused, err)
+	}
+	have, want := map[string]string{}, map[string]string{}
+	for _, ix := range res {
+		leafTypes("", ix.Mappings, have)
+	}
+	leafTypes("", DetailsMapping(), want)
+	for f := range want {
+		if _, ok := have[f]; !ok {
+			b, _ := json.Marshal(DetailsMapping())
+			code, body, err := d.c.Do(ctx, "details", http.MethodPut, "/"+url.PathEscape(d.index)+"/_mapping", nil, b)
+			if err != nil {
+				return fmt.Errorf("map new fields of detail index %s: %w", d.index, err)
+			}
+			if code != http.StatusOK {
+				return statusError("map new fields of detail index "+d.index+" (`enricher setup` does it)", code, body)
+			}
+			return nil
+		}
+	}
 	return nil
 }
 
@@ -123,7 +152,8 @@ func (d *Details) Ensure(ctx context.Context) error {
 type detailsMarker struct {
 	Index     string `json:"index"`
 	Documents int    `json:"documents"`
-	State     string `json:"state"` // complete or removing
+	State     string `json:"state"`  // complete or removing
+	Format    string `json:"format"` // enrich.DetailFormat of the documents; "" before formats
 }
 
 const (
@@ -131,7 +161,7 @@ const (
 	markerRemoving = "removing"
 )
 
-func markerID(hash string) string { return "details-" + detailFormat + "-" + hash }
+func markerID(hash string) string { return "details-" + enrich.DetailFormat + "-" + hash }
 
 // PublishResult says what one publication did.
 type PublishResult struct {
@@ -197,7 +227,7 @@ func (d *Details) Publish(ctx context.Context, src enrich.DetailSource) (Publish
 			return res, err
 		}
 		res.Written, res.Existing = w.created, w.existing
-		v, _ := json.Marshal(detailsMarker{Index: d.index, Documents: w.created + w.existing, State: markerComplete})
+		v, _ := json.Marshal(detailsMarker{Index: d.index, Documents: w.created + w.existing, State: markerComplete, Format: enrich.DetailFormat})
 		doc := stateDoc{Type: "details", Hash: hash, RulesVersion: version, EnricherVersion: d.state.version,
 			Updated: d.now().UTC(), Value: v}
 		if err := d.putMarker(ctx, id, doc, mk); errors.Is(err, errChanged) {
@@ -285,12 +315,8 @@ func (d *Details) putMarker(ctx context.Context, id string, doc stateDoc, prev *
 
 // count returns how many documents of a ruleset the detail index holds (searchable ones).
 func (d *Details) count(ctx context.Context, hash string) (int, error) {
-	return countIn(ctx, d.c, d.index, hash)
-}
-
-func countIn(ctx context.Context, c *Client, index, hash string) (int, error) {
-	q, _ := json.Marshal(map[string]any{"query": map[string]any{"term": map[string]any{"ruleset.hash": hash}}})
-	code, body, err := c.Do(ctx, "details", http.MethodPost, "/"+url.PathEscape(index)+"/_count", nil, q)
+	q, _ := json.Marshal(map[string]any{"query": detailsOf(hash, enrich.DetailFormat)})
+	code, body, err := d.c.Do(ctx, "details", http.MethodPost, "/"+url.PathEscape(d.index)+"/_count", nil, q)
 	if err != nil {
 		return 0, fmt.Errorf("count mapping details: %w", err)
 	}
@@ -298,7 +324,7 @@ func countIn(ctx context.Context, c *Client, index, hash string) (int, error) {
 		return 0, nil
 	}
 	if code != http.StatusOK {
-		return 0, statusError("count mapping details in "+index, code, body)
+		return 0, statusError("count mapping details in "+d.index, code, body)
 	}
 	var r struct {
 		Count int `json:"count"`
@@ -307,6 +333,19 @@ func countIn(ctx context.Context, c *Client, index, hash string) (int, error) {
 		return 0, fmt.Errorf("count mapping details: %w: %w", ErrUnavailable, err)
 	}
 	return r.Count, nil
+}
+
+// detailsOf selects the documents of one ruleset in one format ("": documents written
+// before formats, which have no format field).
+func detailsOf(hash, format string) map[string]any {
+	f := map[string]any{"term": map[string]any{"format": format}}
+	b := map[string]any{"filter": []any{map[string]any{"term": map[string]any{"ruleset.hash": hash}}}}
+	if format == "" {
+		b["must_not"] = []any{map[string]any{"exists": map[string]any{"field": "format"}}}
+	} else {
+		b["filter"] = append(b["filter"].([]any), f)
+	}
+	return map[string]any{"bool": b}
 }
 
 // detailWriter sends create-only bulk requests of bounded size.
@@ -420,6 +459,11 @@ func (d *Details) cleanup(ctx context.Context, keep string) (int, error) {
 		mk := &marker{doc: h.Source, seq: h.Seq, term: h.Term}
 		json.Unmarshal(h.Source.Value, &mk.m)
 		if h.Source.Hash == keep {
+			if h.ID != markerID(keep) { // the same ruleset in an older format: replaced
+				if err := d.remove(ctx, h.ID, mk); err != nil {
+					return removed, err
+				}
+			}
 			continue
 		}
 		if mk.m.State == markerComplete && (kept < DetailVersionsKept || now.Sub(h.Source.Updated) < d.Grace) {
@@ -447,7 +491,7 @@ func (d *Details) remove(ctx context.Context, id string, mk *marker) error {
 	} else if err != nil {
 		return err
 	}
-	index, hash := mk.m.Index, mk.doc.Hash
+	index, hash, format := mk.m.Index, mk.doc.Hash, mk.m.Format
 	emptied := false
 	// Each round deletes what one search finds and waits for the deletes to be visible,
 	// so the rounds end; the bound stops a removal that keeps finding documents.
@@ -461,8 +505,7 @@ func (d *Details) remove(ctx context.Context, id string, mk *marker) error {
 				return nil // published again meanwhile: leave it
 			}
 		}
-		q, _ := json.Marshal(map[string]any{"size": 1000, "_source": false,
-			"query": map[string]any{"term": map[string]any{"ruleset.hash": hash}}})
+		q, _ := json.Marshal(map[string]any{"size": 1000, "_source": false, "query": detailsOf(hash, format)})
 		code, body, err := d.c.Do(ctx, "details", http.MethodPost, "/"+url.PathEscape(index)+"/_search", nil, q)
 		if err != nil {
 			return fmt.Errorf("find old mapping details: %w", err)

@@ -46,8 +46,8 @@ type fakeDetails struct {
 func (f fakeDetails) DetailVersion() (string, string) { return f.hash, "fake" }
 func (f fakeDetails) EachDetail(fn func(string, []byte) error) error {
 	for i := range f.n {
-		doc := fmt.Sprintf(`{"ref":%q,"ruleset":{"hash":%q},"technique":"T%04d","kind":"control"}`,
-			enrich.DetailRef(fmt.Sprintf("T%04d", 1000+i), f.hash), f.hash, 1000+i)
+		doc := fmt.Sprintf(`{"ref":%q,"format":%q,"ruleset":{"hash":%q},"technique":"T%04d","kind":"control"}`,
+			enrich.DetailRef(fmt.Sprintf("T%04d", 1000+i), f.hash), enrich.DetailFormat, f.hash, 1000+i)
 		if err := fn(fmt.Sprintf("%s-%d", f.hash[48:], i), []byte(doc)); err != nil {
 			return err
 		}
@@ -345,5 +345,46 @@ func TestWazuhDailyIndicesComplianceCheck(t *testing.T) {
 	// The tag CTID does not map is filterable by value.
 	if n := len(searchAll(t, c, prefix+"*", map[string]any{"term": map[string]any{"attack_mappings.compliance_check.only_alert": "AU-14"}})); n != len(docs)+1 {
 		t.Fatalf("only_alert AU-14 finds %d alerts", n)
+	}
+}
+
+// Details of the same ruleset written in an older format (no format field, a marker
+// without the format in its id) are replaced, not kept beside the new ones.
+func TestDetailIndexOlderFormatReplaced(t *testing.T) {
+	c := newClient(t, esURL(), nil)
+	stateX, detailsX := detailIndices(t, c)
+	ctx := context.Background()
+	src := fakeDetails{hash: fmt.Sprintf("%064x", 77), n: 30}
+	d := elastic.NewDetails(c, detailsX, elastic.NewState(c, stateX, nil, "test"), testLogger(t))
+	if _, err := d.Publish(ctx, fakeDetails{hash: fmt.Sprintf("%064x", 78), n: 1}); err != nil { // makes both indices
+		t.Fatal(err)
+	}
+	var bulk strings.Builder
+	for i := range src.n {
+		fmt.Fprintf(&bulk, "{\"create\":{\"_index\":%q,\"_id\":\"old-%d\"}}\n{\"ref\":%q,\"ruleset\":{\"hash\":%q}}\n",
+			detailsX, i, enrich.DetailRef("T1021", src.hash), src.hash)
+	}
+	if code, body, err := c.Do(ctx, "other", http.MethodPost, "/_bulk", url.Values{"refresh": {"true"}}, []byte(bulk.String())); err != nil || code != 200 {
+		t.Fatalf("old documents: %d %v %s", code, err, body)
+	}
+	old := fmt.Sprintf(`{"type":"details","hash":%q,"updated":%q,"value":{"index":%q,"documents":30,"state":"complete"}}`,
+		src.hash, time.Now().UTC().Format(time.RFC3339), detailsX)
+	if code, body, err := c.Do(ctx, "other", http.MethodPut, "/"+stateX+"/_doc/details-"+src.hash, url.Values{"refresh": {"true"}}, []byte(old)); err != nil || code != 201 {
+		t.Fatalf("old marker: %d %v %s", code, err, body)
+	}
+	if _, err := d.Publish(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	hits := searchAll(t, c, detailsX, map[string]any{"term": map[string]any{"ruleset.hash": src.hash}})
+	if len(hits) != src.n {
+		t.Fatalf("%d documents of the ruleset, want %d (old format removed)", len(hits), src.n)
+	}
+	for _, h := range hits {
+		if h.Source["format"] != enrich.DetailFormat {
+			t.Fatalf("%s: old-format document left: %v", h.ID, h.Source)
+		}
+	}
+	if code, _, _ := c.Do(ctx, "other", http.MethodGet, "/"+stateX+"/_doc/details-"+src.hash, nil, nil); code != http.StatusNotFound {
+		t.Fatalf("old marker: status %d, want 404", code)
 	}
 }

@@ -38,8 +38,9 @@ func DaemonRole(alertPatterns []string, stateIndex, detailsIndex string) map[str
 			map[string]any{"names": backingPatterns(alertPatterns), "privileges": alerts},
 			map[string]any{"names": []string{stateIndex}, "privileges": []string{"read", "index", "delete", "view_index_metadata"},
 				"allow_restricted_indices": false},
-			// Details are only ever created (create-only bulk), and removed with their ruleset.
-			map[string]any{"names": []string{detailsIndex}, "privileges": []string{"read", "create_doc", "delete", "view_index_metadata"}},
+			// Details are only ever created (create-only bulk), and removed with their ruleset;
+			// a newer enricher maps the fields it adds to them.
+			map[string]any{"names": []string{detailsIndex}, "privileges": []string{"read", "create_doc", "delete", "view_index_metadata", "indices:admin/mapping/put"}},
 		},
 	}
 }
