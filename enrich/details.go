@@ -92,13 +92,13 @@ func (s *AttackStage) EachDetail(fn func(id string, doc []byte) error) error {
 	return nil
 }
 
-// detailID is a document's _id: the ruleset's hash and what makes the mapping one within
-// it (not the document's bytes: the version label is not part of the hash, and a
+// detailID is a document's _id: the ruleset's hash, the format, and what makes the
+// mapping one within it (not the document's bytes: the version label is not part of the hash, and a
 // ruleset published under two labels must not hold each mapping twice).
 func detailID(hash, technique string, m *rules.Mapping) string {
 	sum := sha256.Sum256([]byte(strings.Join([]string{technique, string(m.Kind), m.Source.Framework, m.Source.FrameworkVersion,
 		m.Source.AttackVersion, m.CapabilityID, m.ScoreCategory, m.MappingType, m.SourceTechnique}, "\x00")))
-	return hash[:min(16, len(hash))] + "-" + hex.EncodeToString(sum[:10])
+	return hash[:min(16, len(hash))] + "-" + DetailFormat + "-" + hex.EncodeToString(sum[:10])
 }
 
 func detailDoc(m *rules.Mapping, technique, hash, version, name string) map[string]any {

@@ -203,6 +203,13 @@ func (d *Details) Publish(ctx context.Context, src enrich.DetailSource) (Publish
 		if err != nil {
 			return res, err
 		}
+		if mk != nil && mk.m.Format != enrich.DetailFormat {
+			// Written in another format under this marker: those documents go first.
+			if err := d.remove(ctx, id, mk); err != nil {
+				return res, err
+			}
+			continue
+		}
 		if mk != nil && mk.m.State == markerComplete && mk.m.Index == d.index {
 			n, err := d.count(ctx, hash)
 			if err != nil {
