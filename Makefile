@@ -64,7 +64,8 @@ test-deps:
 	scripts/test-deps.sh
 
 ## test: everything — unit tests and integration tests against the real Elasticsearch
-## (started if needed), Prometheus and promtool (installed from Debian if needed).
+## (started if needed), Prometheus and promtool (installed from Debian if needed); the
+## store's suite again on Elasticsearch $(ES9_VERSION) and on OpenSearch 2.19.
 # One package at a time (-p 1): the integration packages start plugin processes and
 # extra Elasticsearch nodes with timeouts of a few seconds, and on a two-core machine
 # running them side by side under -race starves them.
@@ -72,6 +73,12 @@ test-deps:
 # Then the store's integration suites again against Elasticsearch $(ES9_VERSION) (make
 # es9-up), leaving out the tests that start their own 8.19 nodes.
 ES9_SKIP := TestElasticsearchRestartMidRun|TestElasticsearchDownAtStart|TestLeastPrivilegeOverHTTPS
+#
+# Then the same suites once more against OpenSearch 2.19 (make opensearch-up, stopped
+# afterwards): enricher detects the server (GET /) and speaks its dialect (README
+# "Elasticsearch and OpenSearch"). Left out: the test that restarts a dedicated 8.19 node
+# and the one of Elasticsearch's security (roles, API keys, TLS).
+OS_SKIP := TestElasticsearchRestartMidRun|TestLeastPrivilegeOverHTTPS
 #
 # The peak-memory tests (memtest.PeakRSS) cannot measure under -race, which multiplies
 # memory use: they run once more without it.
@@ -82,6 +89,10 @@ test: build vet test-deps es-up
 	$(MAKE) --no-print-directory es9-up
 	ELASTICSEARCH_URL=http://127.0.0.1:$(ES9_PORT) $(GO) test -race -tags integration -count=1 -p 1 -timeout 15m \
 		-skip '$(ES9_SKIP)' ./enrich/elastic/ ./cmd/enricher/
+	$(MAKE) --no-print-directory opensearch-up
+	ELASTICSEARCH_URL=http://127.0.0.1:$(OS_PORT) $(GO) test -race -tags integration -count=1 -p 1 -timeout 15m \
+		-skip '$(OS_SKIP)' ./enrich/elastic/ ./cmd/enricher/
+	$(MAKE) --no-print-directory opensearch-down
 
 integration: test
 

@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
@@ -31,11 +32,18 @@ var ErrUnavailable = runner.ErrUnavailable
 // request is useless. It is runner.ErrRefused.
 var ErrRefused = runner.ErrRefused
 
-// Client is a thin, instrumented wrapper around go-elasticsearch.
+// Client is a thin, instrumented client of Elasticsearch or OpenSearch, whichever answers
+// (see opensearch.go): Elasticsearch through go-elasticsearch, OpenSearch through
+// plainTransport, both built from the same configuration.
 type Client struct {
 	es      *elasticsearch.Client
+	plain   *plainTransport
 	m       *metrics.Metrics
 	timeout time.Duration
+
+	mu      sync.Mutex
+	srv     *Server   // nil until detected
+	perform performer // es or plain, once detected
 }
 
 // NewClient builds a client from config. m may be nil.
@@ -64,18 +72,28 @@ func NewClient(cfg config.Elasticsearch, m *metrics.Metrics) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create elasticsearch client: %w", err)
 	}
+	plain, err := newPlainTransport(cfg, tr)
+	if err != nil {
+		return nil, err
+	}
 	t := cfg.RequestTimeout
 	if t <= 0 {
 		t = 30 * time.Second
 	}
-	return &Client{es: es, m: m, timeout: t}, nil
+	return &Client{es: es, plain: plain, m: m, timeout: t}, nil
 }
 
 // Do sends one request and returns the status code and body. A transport error or a
 // 429/5xx status is returned wrapped in ErrUnavailable; other statuses are the caller's.
+// The first request of a Client detects the server (GET /, see opensearch.go).
 func (c *Client) Do(ctx context.Context, op, method, path string, q url.Values, body []byte) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	srv, err := c.server(ctx)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	body = srv.requestBody(method, path, body)
 	u := path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -95,14 +113,14 @@ func (c *Client) Do(ctx context.Context, op, method, path string, q url.Values, 
 		}
 		req.Header.Set("Content-Type", ct)
 	}
+	c.mu.Lock()
+	p := c.perform
+	c.mu.Unlock()
 	start := time.Now()
-	res, err := c.es.Perform(req)
+	res, err := p.Perform(req)
 	if err != nil {
 		c.observe(op, "error", start)
-		if msg := tlsRefusal(err); msg != "" {
-			return 0, nil, fmt.Errorf("%s %s: %w: %s: %w", method, path, ErrRefused, msg, err)
-		}
-		return 0, nil, fmt.Errorf("%s %s: %w: %w", method, path, ErrUnavailable, err)
+		return 0, nil, transportError(method, path, err)
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)

@@ -1,4 +1,6 @@
-// Package elastic reads alerts from Elasticsearch and writes enrichment back.
+// Package elastic reads alerts from Elasticsearch or OpenSearch and writes enrichment back.
+// Which of the two answers is detected at the first request; everything that differs
+// between them is in opensearch.go.
 //
 // Reading uses a point in time and search_after over the configured index patterns
 // (hidden indices included, as Kibana's alert indices are hidden), fetching only the

@@ -162,7 +162,9 @@ type hit struct {
 	SeqNo       *int64          `json:"_seq_no"`
 	PrimaryTerm *int64          `json:"_primary_term"`
 	Source      json.RawMessage `json:"_source"`
-	Sort        []json.Number   `json:"sort"`
+	// Sort are the hit's sort values: the time (a number), then the tiebreaker (a number,
+	// or _id's string on OpenSearch, see pitTiebreaker).
+	Sort []json.RawMessage `json:"sort"`
 }
 
 type searchResponse struct {
@@ -199,7 +201,7 @@ type scanner struct {
 	query   map[string]any
 	pit     string
 	pitAt   time.Time
-	after   []json.Number
+	after   []json.RawMessage
 	n       int
 	done    bool
 	lastHit *hit
@@ -219,13 +221,13 @@ func (sc *scanner) Next(ctx context.Context) (runner.Page, error) {
 	first := sc.n == 0
 	sc.n++
 	if sc.spec.Stable && sc.pit == "" {
-		if err := sc.openPIT(ctx); err != nil {
+		if err := sc.openPIT(ctx); err != nil || sc.done {
 			return page, err
 		}
 	}
 	if sc.pit != "" && time.Since(sc.pitAt) > sc.s.o.PITMaxAge && sc.lastHit != nil {
 		// Move to a fresh point in time, resuming at the last page's time.
-		if err := sc.reopenAt(ctx); err != nil {
+		if err := sc.reopenAt(ctx); err != nil || sc.done {
 			return page, err
 		}
 	}
@@ -238,7 +240,7 @@ func (sc *scanner) Next(ctx context.Context) (runner.Page, error) {
 	sortSpec := sc.sort()
 	if sc.pit != "" {
 		req["pit"] = map[string]any{"id": sc.pit, "keep_alive": keepAlive(sc.s.o.PITKeepAlive)}
-		sortSpec = append(sortSpec, map[string]any{"_shard_doc": "asc"})
+		sortSpec = append(sortSpec, sc.s.c.pitTiebreaker())
 		if sc.after != nil {
 			req["search_after"] = sc.after
 		}
@@ -286,7 +288,7 @@ func cursorOf(h *hit) runner.Cursor {
 	if len(h.Sort) == 0 {
 		return runner.Cursor{}
 	}
-	ms, err := h.Sort[0].Int64()
+	ms, err := json.Number(h.Sort[0]).Int64()
 	if err != nil || ms == math.MinInt64 {
 		return runner.Cursor{Missing: true}
 	}
@@ -309,23 +311,18 @@ func (sc *scanner) reopenAt(ctx context.Context) error {
 
 func keepAlive(d time.Duration) string { return fmt.Sprintf("%ds", max(int(d.Seconds()), 1)) }
 
+// openPIT opens a point in time over the alert indices; when they match no index, the
+// scan is done (sc.done).
 func (sc *scanner) openPIT(ctx context.Context) error {
-	q := hiddenToo()
-	q.Set("keep_alive", keepAlive(sc.s.o.PITKeepAlive))
-	code, body, err := sc.s.c.Do(ctx, "pit_open", http.MethodPost, "/"+joinIndices(sc.s.o.Indices)+"/_pit", q, nil)
+	id, err := sc.s.c.openPIT(ctx, sc.s.o.Indices, sc.s.o.PITKeepAlive)
 	if err != nil {
-		return fmt.Errorf("open point in time: %w", err)
+		return err
 	}
-	if code != http.StatusOK {
-		return statusError("open point in time over "+joinIndices(sc.s.o.Indices), code, body)
+	if id == "" {
+		sc.done = true
+		return nil
 	}
-	var pit struct {
-		ID string `json:"id"`
-	}
-	if err := json.Unmarshal(body, &pit); err != nil || pit.ID == "" {
-		return fmt.Errorf("decode point in time: %w: %s", ErrUnavailable, snippet(body))
-	}
-	sc.pit, sc.pitAt, sc.after = pit.ID, time.Now(), nil
+	sc.pit, sc.pitAt, sc.after = id, time.Now(), nil
 	return nil
 }
 
@@ -333,9 +330,8 @@ func (sc *scanner) closePIT(ctx context.Context) {
 	if sc.pit == "" {
 		return
 	}
-	b, _ := json.Marshal(map[string]string{"id": sc.pit})
 	// Best effort: a point in time expires by itself.
-	_, _, _ = sc.s.c.Do(context.WithoutCancel(ctx), "pit_close", http.MethodDelete, "/_pit", nil, b)
+	sc.s.c.closePIT(context.WithoutCancel(ctx), sc.pit)
 	sc.pit = ""
 }
 
