@@ -92,6 +92,8 @@ test: build vet test-deps es-up
 	$(MAKE) --no-print-directory opensearch-up
 	ELASTICSEARCH_URL=http://127.0.0.1:$(OS_PORT) $(GO) test -race -tags integration -count=1 -p 1 -timeout 15m \
 		-skip '$(OS_SKIP)' ./enrich/elastic/ ./cmd/enricher/
+	ELASTICSEARCH_URL=http://127.0.0.1:$(OS_PORT) $(GO) test -race -tags integration -count=1 \
+		-run 'TestIntegrationAlertCounts' ./rules/coverage/
 	$(MAKE) --no-print-directory opensearch-down
 
 integration: test
