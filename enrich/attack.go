@@ -111,7 +111,7 @@ func (s *AttackStage) RulesVersion() string { return s.rs.Version() }
 // changes what the stage writes for the same alert.
 func (s *AttackStage) Fingerprint() string {
 	h := sha256.New()
-	fmt.Fprintf(h, "rules %s\ninherit %t\nroot %s\ndetail %s\n", s.rs.Hash(), s.inherit, s.root, s.detail)
+	fmt.Fprintf(h, "rules %s\ninherit %t\nroot %s\ndetail %s\ncompliance %s\n", s.rs.Hash(), s.inherit, s.root, s.detail, ComplianceField)
 	for _, f := range s.fields {
 		fmt.Fprintf(h, "field %s %s\n", f.Kind, f.Path)
 	}
@@ -277,7 +277,9 @@ func (s *AttackStage) build(found []string) *staticDoc {
 	var nist []string
 	for _, c := range picked {
 		if c.m.Kind == rules.KindControl && c.m.Source.Framework == "nist_800_53" {
-			nist = appendUnique(nist, c.m.CapabilityID)
+			if id := NormalizeNISTControl(c.m.CapabilityID); id != "" {
+				nist = appendUnique(nist, id)
+			}
 		}
 	}
 	sort.Strings(nist)

@@ -109,8 +109,11 @@ func runCoverage(ctx context.Context, e env, args []string) error {
 		}
 		for _, f := range cfg.Alerts.Fields {
 			kind := f.Kind
-			q.Fields = append(q.Fields, coverage.AlertField{Path: f.Path,
-				Technique: func(v string) (string, bool) { return enrich.ReadTechnique(v, kind) }})
+			af := coverage.AlertField{Path: f.Path, Technique: func(v string) (string, bool) { return enrich.ReadTechnique(v, kind) }}
+			if kind == enrich.FieldTag {
+				af.Include = coverage.TechniqueTags
+			}
+			q.Fields = append(q.Fields, af)
 		}
 		counts, skipped, err := coverage.AlertCounts(ctx, client, q)
 		if err != nil {
@@ -207,6 +210,9 @@ func coverageStore(e env, cfgPath, esURL string) (config.Config, *elastic.Client
 		}
 		cfg.Elasticsearch.URLs = urls
 	}
+	// A count over all history is one aggregation over every alert: more time than a
+	// daemon's request needs.
+	cfg.Elasticsearch.RequestTimeout = max(cfg.Elasticsearch.RequestTimeout, 5*time.Minute)
 	client, err := elastic.NewClient(cfg.Elasticsearch, nil)
 	if err != nil {
 		return cfg, nil, usageError{err}

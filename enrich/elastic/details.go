@@ -203,8 +203,8 @@ func (d *Details) Publish(ctx context.Context, src enrich.DetailSource) (Publish
 		if err != nil {
 			return res, err
 		}
-		if mk != nil && mk.m.Format != enrich.DetailFormat {
-			// Written in another format under this marker: those documents go first.
+		if mk != nil && mk.m.Format != enrich.DetailFormat && olderFormat(mk.m.Format) {
+			// Written in an older format under this marker: those documents go first.
 			if err := d.remove(ctx, id, mk); err != nil {
 				return res, err
 			}
@@ -342,6 +342,17 @@ func (d *Details) count(ctx context.Context, hash string) (int, error) {
 	return r.Count, nil
 }
 
+// olderFormat says whether documents of format f are older than enrich.DetailFormat
+// ("" is the oldest: written before formats).
+func olderFormat(f string) bool {
+	n, err := strconv.Atoi(f)
+	if f == "" {
+		n, err = 0, nil
+	}
+	cur, _ := strconv.Atoi(enrich.DetailFormat)
+	return err == nil && n < cur
+}
+
 // detailsOf selects the documents of one ruleset in one format ("": documents written
 // before formats, which have no format field).
 func detailsOf(hash, format string) map[string]any {
@@ -466,12 +477,16 @@ func (d *Details) cleanup(ctx context.Context, keep string) (int, error) {
 		mk := &marker{doc: h.Source, seq: h.Seq, term: h.Term}
 		json.Unmarshal(h.Source.Value, &mk.m)
 		if h.Source.Hash == keep {
-			if h.ID != markerID(keep) { // the same ruleset in an older format: replaced
+			// The same ruleset in an older format is replaced; a newer format's (a newer
+			// enricher beside this one) follows the rules of any other ruleset below.
+			if h.ID != markerID(keep) && olderFormat(mk.m.Format) {
 				if err := d.remove(ctx, h.ID, mk); err != nil {
 					return removed, err
 				}
 			}
-			continue
+			if h.ID == markerID(keep) || olderFormat(mk.m.Format) {
+				continue
+			}
 		}
 		if mk.m.State == markerComplete && (kept < DetailVersionsKept || now.Sub(h.Source.Updated) < d.Grace) {
 			kept++
@@ -517,7 +532,8 @@ func (d *Details) remove(ctx context.Context, id string, mk *marker) error {
 		if err != nil {
 			return fmt.Errorf("find old mapping details: %w", err)
 		}
-		if code == http.StatusNotFound {
+		if code == http.StatusNotFound { // the index is gone, and its documents with it
+			emptied = true
 			break
 		}
 		if code != http.StatusOK {

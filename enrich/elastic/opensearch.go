@@ -101,12 +101,28 @@ func detect(code int, header http.Header, body []byte) (s Server, decided bool) 
 		return Server{Distribution: DistributionOpenSearch, Version: root.Version.Number}, true
 	case header.Get("X-Elastic-Product") == "Elasticsearch":
 		return Server{Distribution: DistributionElasticsearch, Version: root.Version.Number}, true
-	case code == http.StatusTooManyRequests || code >= 500:
-		return Server{}, false
 	case code >= 200 && code < 300:
 		return Server{Distribution: DistributionElasticsearch, Version: root.Version.Number}, true
+	case (code == http.StatusUnauthorized || code == http.StatusForbidden) &&
+		(strings.Contains(header.Get("WWW-Authenticate"), "OpenSearch") || bytes.Contains(body, []byte("security_exception"))):
+		// OpenSearch's security plugin: its realm, or its refusal without Elastic's header.
+		return Server{Distribution: DistributionOpenSearch}, true
 	}
-	return Server{Distribution: DistributionOpenSearch}, true
+	// A proxy's answer (3xx, 404 while a route is not ready, 429, 5xx) or an
+	// authentication in front of the store says nothing about the server: undecided,
+	// asked again at the next request, never cached.
+	return Server{}, false
+}
+
+// undecidedError is the error of a GET / that did not say which server it is.
+func undecidedError(code int, body []byte) error {
+	cls := ErrUnavailable
+	switch {
+	case code == http.StatusNotFound || code == http.StatusTooManyRequests || code >= 500:
+	default: // 3xx, 400, 401, 403, 407: the same answer again, until someone acts
+		cls = ErrRefused
+	}
+	return fmt.Errorf("GET / (which server is it?): %w: status %d: %s", cls, code, errorReason(body))
 }
 
 // Server returns the detected server, detecting it first if no request has yet.
@@ -142,7 +158,7 @@ func (c *Client) server(ctx context.Context) (Server, error) {
 	}
 	s, ok := detect(res.StatusCode, res.Header, b)
 	if !ok {
-		return Server{}, fmt.Errorf("GET / (which server is it?): %w: status %d: %s", ErrUnavailable, res.StatusCode, errorReason(b))
+		return Server{}, undecidedError(res.StatusCode, b)
 	}
 	c.srv = &s
 	c.perform = c.es
@@ -175,6 +191,11 @@ func (c *Client) openPIT(ctx context.Context, indices []string, keepAliveFor tim
 	}
 	q := hiddenToo()
 	q.Set("keep_alive", keepAlive(keepAliveFor))
+	if srv.OpenSearch() {
+		// OpenSearch would otherwise open it over the shards it can reach, and a scan
+		// would miss the others' alerts without a word.
+		q.Set("allow_partial_pit_creation", "false")
+	}
 	code, body, err := c.Do(ctx, "pit_open", http.MethodPost, path, q, nil)
 	if err != nil {
 		return "", fmt.Errorf("open point in time: %w", err)

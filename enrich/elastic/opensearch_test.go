@@ -35,7 +35,12 @@ func TestDetectServer(t *testing.T) {
 		{"Elasticsearch down behind its header", 503, es, `{}`, Server{"elasticsearch", ""}, true},
 		{"OpenSearch", 200, http.Header{}, `{"name":"n","version":{"distribution":"opensearch","number":"2.19.6"},"tagline":"The OpenSearch Project: https://opensearch.org/"}`, Server{"opensearch", "2.19.6"}, true},
 		{"OpenSearch security plugin", 403, http.Header{}, `{"error":{"root_cause":[{"type":"security_exception","reason":"no permissions for [cluster:monitor/main]"}]},"status":403}`, Server{"opensearch", ""}, true},
-		{"OpenSearch security plugin, no credentials", 401, http.Header{}, `Unauthorized`, Server{"opensearch", ""}, true},
+		{"OpenSearch security plugin, no credentials", 401, http.Header{"Www-Authenticate": {`Basic realm="OpenSearch Security"`}}, `Unauthorized`, Server{"opensearch", ""}, true},
+		// Answers that say nothing about the server are never cached as one.
+		{"a redirect", 301, http.Header{"Location": {"https://es/"}}, ``, Server{}, false},
+		{"an ingress route not ready", 404, http.Header{}, `default backend - 404`, Server{}, false},
+		{"an authenticating proxy", 401, http.Header{"Www-Authenticate": {`Basic realm="proxy"`}}, `Unauthorized`, Server{}, false},
+		{"plain HTTP to a TLS port", 400, http.Header{}, `The plain HTTP request was sent to HTTPS port`, Server{}, false},
 		{"a proxy, node down", 502, http.Header{}, `Bad Gateway`, Server{}, false},
 		{"a proxy, too many requests", 429, http.Header{}, ``, Server{}, false},
 		{"something else", 200, http.Header{}, `{"version":{"number":"7.10.2"}}`, Server{"elasticsearch", "7.10.2"}, true},

@@ -137,7 +137,9 @@ func (t *plainTransport) Perform(req *http.Request) (*http.Response, error) {
 			t.answered(n)
 			return res, nil
 		}
-		t.failed(n)
+		if req.Context().Err() == nil { // our own deadline or cancel says nothing of the node
+			t.failed(n)
+		}
 		if !notSent(err) || req.Context().Err() != nil || len(tried) == len(t.nodes) {
 			return nil, err
 		}

@@ -35,7 +35,15 @@ type AlertField struct {
 	// Technique reads a technique ID from one value (a Sigma tag "attack.t1021.002", say);
 	// nil reads IDs as they are. ok false: the value names no technique.
 	Technique func(value string) (id string, ok bool)
+	// Include, when set, is a regular expression (Lucene syntax) the values must match to
+	// be looked at: on a tag field, the technique tags, so that busier tags cannot push
+	// them out of the terms aggregation's top MaxTechniques.
+	Include string
 }
+
+// TechniqueTags is the Include of a Sigma-style tag field: attack.t1021 and
+// attack.t1021.002, in either case.
+const TechniqueTags = `[aA][tT][tT][aA][cC][kK]\.[tT][0-9]{4}(\.[0-9]{3})?`
 
 // DefaultAlertFields are the Kibana and ECS ID fields (the daemon's configuration gives
 // every field it enriches by, Wazuh's and the tag fields included).
@@ -97,7 +105,11 @@ func AlertCounts(ctx context.Context, c Client, q AlertQuery) (map[string]int64,
 	aggs := map[string]any{}
 	for i := range q.Fields {
 		if af := aggField[i]; af != "" {
-			aggs[fmt.Sprintf("f%d", i)] = map[string]any{"terms": map[string]any{"field": af, "size": q.MaxTechniques}}
+			terms := map[string]any{"field": af, "size": q.MaxTechniques}
+			if q.Fields[i].Include != "" {
+				terms["include"] = q.Fields[i].Include
+			}
+			aggs[fmt.Sprintf("f%d", i)] = map[string]any{"terms": terms}
 		}
 	}
 	if len(aggs) == 0 {

@@ -107,7 +107,11 @@ func TestIntegrationAlertCountsAndIndex(t *testing.T) {
 	var fields []AlertField
 	for _, f := range enrich.DefaultFields {
 		kind := f.Kind
-		fields = append(fields, AlertField{Path: f.Path, Technique: func(v string) (string, bool) { return enrich.ReadTechnique(v, kind) }})
+		af := AlertField{Path: f.Path, Technique: func(v string) (string, bool) { return enrich.ReadTechnique(v, kind) }}
+		if kind == enrich.FieldTag {
+			af.Include = TechniqueTags
+		}
+		fields = append(fields, af)
 	}
 	counts, skipped, err := AlertCounts(ctx, es, AlertQuery{Index: ".alerts-security.alerts-enricher-coverage-test-" + suffix + "*," + wazuh,
 		Since: "now-30d", Fields: fields})
