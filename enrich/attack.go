@@ -318,6 +318,15 @@ func DetailRef(technique, rulesHash string) string {
 // releaseLabel names a framework release on alerts: "nist_800_53 rev5".
 func releaseLabel(src *rules.Source) string { return src.Framework + " " + src.FrameworkVersion }
 
+// releasesOf labels the release m comes from and the other loaded ones that publish it.
+func releasesOf(m *rules.Mapping) []string {
+	out := []string{releaseLabel(m.Source)}
+	for _, also := range m.AlsoIn {
+		out = appendUnique(out, releaseLabel(also))
+	}
+	return out
+}
+
 // fullEntries is the full shape: every mapping whole, one entry per framework release.
 func fullEntries(picked []chosen) (controls, detections, related []entry) {
 	controls, detections, related = []entry{}, []entry{}, []entry{}
@@ -337,9 +346,9 @@ func fullEntries(picked []chosen) (controls, detections, related []entry) {
 
 // compactEntries is the compact shape. Controls (and related mappings) are deduplicated
 // across the releases of a framework, then grouped by framework, the set of releases that
-// publish them and whether they come from the parent technique ("inherited": true): {"framework": "nist_800_53", "releases": ["nist_800_53 rev4",
-// "nist_800_53 rev5"], "id": ["AC-17", …], "name": ["Remote Access", …]}, id[i] named
-// name[i]. Detections are one entry per product and score category, with their alerts,
+// publish them and whether they come from the parent technique ("inherited": true):
+// {"framework": "nist_800_53", "releases": ["nist_800_53 rev4", "nist_800_53 rev5"],
+// "id": ["AC-17", …], "name": ["Remote Access", …]}, id[i] named name[i]. Detections are one entry per product and score category, with their alerts,
 // queries, events and releases. No free text: comments and references are in the
 // mapping detail index.
 func compactEntries(picked []chosen) (controls, detections, related []entry) {
@@ -373,9 +382,8 @@ func compactEntries(picked []chosen) (controls, detections, related []entry) {
 		if x.named == nil || m.Source.NewerThan(x.named) {
 			x.name, x.named = m.Capability, m.Source
 		}
-		x.releases = appendUnique(x.releases, releaseLabel(m.Source))
-		for _, also := range m.AlsoIn {
-			x.releases = appendUnique(x.releases, releaseLabel(also))
+		for _, r := range releasesOf(m) {
+			x.releases = appendUnique(x.releases, r)
 		}
 	}
 	controls, related = []entry{}, []entry{}
@@ -403,11 +411,7 @@ func compactEntries(picked []chosen) (controls, detections, related []entry) {
 }
 
 func compactDetection(m *rules.Mapping, inherited bool) entry {
-	releases := []string{releaseLabel(m.Source)}
-	for _, also := range m.AlsoIn {
-		releases = appendUnique(releases, releaseLabel(also))
-	}
-	e := entry{"product": m.Capability, "score_category": m.ScoreCategory, "score_value": m.ScoreValue, "releases": releases}
+	e := entry{"product": m.Capability, "score_category": m.ScoreCategory, "score_value": m.ScoreValue, "releases": releasesOf(m)}
 	if inherited {
 		e["inherited"] = true
 	}

@@ -191,24 +191,17 @@ func sinceDateMath(s string) (string, error) {
 // coverageStore is the daemon's configuration and client for --es-url and --to-es: the
 // same store, credentials, TLS settings, alert indices and technique fields.
 func coverageStore(e env, cfgPath, esURL string) (config.Config, *elastic.Client, error) {
-	cfg, err := loadConfig(cfgPath, "")
-	if err != nil {
-		return cfg, nil, err
-	}
 	if esURL == "" && cfgPath == "" {
 		esURL = e.getenv("ELASTICSEARCH_URL")
 	}
+	var flags []config.Flag
 	if esURL != "" {
-		var urls []string
-		for _, u := range strings.Split(esURL, ",") {
-			if u = strings.TrimSpace(u); u != "" {
-				if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-					return cfg, nil, usagef("--es-url %q: must be an http:// or https:// URL", u)
-				}
-				urls = append(urls, u)
-			}
-		}
-		cfg.Elasticsearch.URLs = urls
+		flags = append(flags, config.Flag{Name: "--es-url", Field: "elasticsearch.urls",
+			Set: func(c *config.Config) { c.Elasticsearch.URLs = config.SplitURLs(esURL) }})
+	}
+	cfg, err := config.LoadWith(cfgPath, flags)
+	if err != nil {
+		return cfg, nil, usageError{err}
 	}
 	// A count over all history is one aggregation over every alert: more time than a
 	// daemon's request needs.

@@ -213,6 +213,17 @@ func Default() Config {
 // the loaded rulesets, which alerts reference through <root>.details.
 const DefaultDetailsIndex = "enricher-mapping-details"
 
+// SplitURLs reads a comma-separated list of URLs, as ELASTICSEARCH_URL holds them.
+func SplitURLs(v string) []string {
+	var out []string
+	for _, u := range strings.Split(v, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
 // Limits on the config file.
 const (
 	// MaxConfigBytes bounds the config file.
@@ -267,7 +278,7 @@ func LoadWith(path string, flags []Flag) (Config, error) {
 		var ve *ValidationError
 		if errors.As(err, &ve) {
 			for _, f := range flags {
-				if ve.Field == f.Field {
+				if ve.Field == f.Field || strings.HasPrefix(ve.Field, f.Field+"[") { // a list's element too
 					return cfg, fmt.Errorf("%s: %w", f.Name, err)
 				}
 			}
@@ -569,11 +580,7 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 	es := &c.Elasticsearch
 	if len(es.URLs) == 0 {
 		if v := getenv("ELASTICSEARCH_URL"); v != "" {
-			for _, u := range strings.Split(v, ",") {
-				if u = strings.TrimSpace(u); u != "" {
-					es.URLs = append(es.URLs, u)
-				}
-			}
+			es.URLs = SplitURLs(v)
 		}
 	}
 	if es.APIKey == "" {

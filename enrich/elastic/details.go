@@ -20,14 +20,12 @@ import (
 // DetailVersionsKept is how many rulesets' details the detail index keeps at least: the
 // most recently used ones. Details of a ruleset beyond them are removed once no daemon
 // has used it for DetailGrace: a daemon renews its ruleset's use every
-// DetailHeartbeat, so a ruleset that runs somewhere is never removed.
+// runner.DetailsHeartbeat (well within the grace), so a ruleset that runs somewhere is
+// never removed.
 const DetailVersionsKept = 3
 
-// DetailGrace and DetailHeartbeat: see DetailVersionsKept.
-const (
-	DetailGrace     = 24 * time.Hour
-	DetailHeartbeat = time.Hour
-)
+// DetailGrace: see DetailVersionsKept.
+const DetailGrace = 24 * time.Hour
 
 // Details publishes the mapping detail index: one document per mapping of a ruleset,
 // written with create-only operations under _ids derived from the ruleset's hash and the
@@ -93,26 +91,15 @@ func (d *Details) Ensure(ctx context.Context) error {
 	if d.made {
 		return nil
 	}
-	code, body, err := d.c.Do(ctx, "details", http.MethodGet, "/"+url.PathEscape(d.index)+"/_mapping", nil, nil)
+	settings := map[string]any{"number_of_shards": 1, "auto_expand_replicas": "0-1"}
+	existing, err := ensureIndex(ctx, d.c, "details", "detail index", d.index, " (`enricher setup` creates it)", settings, DetailsMapping())
 	if err != nil {
-		return fmt.Errorf("check detail index %s: %w", d.index, err)
-	}
-	if code == http.StatusNotFound {
-		b, _ := json.Marshal(map[string]any{
-			"settings": map[string]any{"number_of_shards": 1, "auto_expand_replicas": "0-1"},
-			"mappings": DetailsMapping(),
-		})
-		code, body, err = d.c.Do(ctx, "details", http.MethodPut, "/"+url.PathEscape(d.index), nil, b)
-		if err != nil {
-			return fmt.Errorf("create detail index %s: %w", d.index, err)
-		}
-		if code != http.StatusOK && !(code == http.StatusBadRequest && containsType(body, "resource_already_exists_exception")) {
-			return statusError("create detail index "+d.index+" (`enricher setup` creates it)", code, body)
-		}
-	} else if code != http.StatusOK {
-		return statusError("check detail index "+d.index, code, body)
-	} else if err := d.addFields(ctx, body); err != nil {
 		return err
+	}
+	if existing != nil {
+		if err := d.addFields(ctx, existing); err != nil {
+			return err
+		}
 	}
 	d.made = true
 	return nil
@@ -174,13 +161,10 @@ type PublishResult struct {
 
 // marker is a marker document and the version it was read at.
 type marker struct {
-	doc       stateDoc
-	m         detailsMarker
-	seq, term int64
+	doc stateDoc
+	m   detailsMarker
+	at  docVersion
 }
-
-// errChanged is a conditional write that lost to another writer.
-var errChanged = errors.New("changed meanwhile")
 
 // Publish writes src's details unless a complete publication with all its documents is
 // recorded (then it renews the ruleset's use), then removes the details of unused
@@ -260,64 +244,27 @@ func (d *Details) Publish(ctx context.Context, src enrich.DetailSource) (Publish
 
 // getMarker reads a marker with its version; nil when there is none.
 func (d *Details) getMarker(ctx context.Context, id string) (*marker, error) {
-	code, body, err := d.c.Do(ctx, "details", http.MethodGet, "/"+url.PathEscape(d.state.index)+"/_doc/"+url.PathEscape(id), nil, nil)
-	if err != nil {
-		return nil, fmt.Errorf("read %s/%s: %w", d.state.index, id, err)
+	doc, at, err := d.state.getVersioned(ctx, id)
+	if err != nil || doc == nil {
+		return nil, err
 	}
-	if code == http.StatusNotFound {
-		return nil, nil
-	}
-	if code != http.StatusOK {
-		return nil, statusError("read "+d.state.index+"/"+id, code, body)
-	}
-	var r struct {
-		Found  bool     `json:"found"`
-		Seq    int64    `json:"_seq_no"`
-		Term   int64    `json:"_primary_term"`
-		Source stateDoc `json:"_source"`
-	}
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, fmt.Errorf("decode %s/%s: %w: %w", d.state.index, id, ErrUnavailable, err)
-	}
-	if !r.Found {
-		return nil, nil
-	}
-	mk := &marker{doc: r.Source, seq: r.Seq, term: r.Term}
-	json.Unmarshal(r.Source.Value, &mk.m) // a marker that does not decode is one to replace
+	mk := &marker{doc: *doc, at: at}
+	json.Unmarshal(doc.Value, &mk.m) // a marker that does not decode is one to replace
 	return mk, nil
 }
 
 // putMarker writes a marker: over prev's version when prev is not nil, as a new document
 // otherwise; errChanged when another writer came first. It returns the new version in prev.
 func (d *Details) putMarker(ctx context.Context, id string, doc stateDoc, prev *marker) error {
-	b, _ := json.Marshal(doc)
-	q := url.Values{"refresh": {"true"}}
-	op := "_create"
-	if prev != nil {
-		op = "_doc"
-		q.Set("if_seq_no", strconv.FormatInt(prev.seq, 10))
-		q.Set("if_primary_term", strconv.FormatInt(prev.term, 10))
+	if prev == nil {
+		_, err := d.state.write(ctx, id, doc, true, nil)
+		return err
 	}
-	code, body, err := d.c.Do(ctx, "details", http.MethodPut, "/"+url.PathEscape(d.state.index)+"/"+op+"/"+url.PathEscape(id), q, b)
-	if err != nil {
-		return fmt.Errorf("write %s/%s: %w", d.state.index, id, err)
+	at, err := d.state.write(ctx, id, doc, false, &prev.at)
+	if err == nil {
+		prev.at = at
 	}
-	if code == http.StatusConflict {
-		return errChanged
-	}
-	if code != http.StatusOK && code != http.StatusCreated {
-		return statusError("write "+d.state.index+"/"+id, code, body)
-	}
-	if prev != nil {
-		var r struct {
-			Seq  int64 `json:"_seq_no"`
-			Term int64 `json:"_primary_term"`
-		}
-		if json.Unmarshal(body, &r) == nil {
-			prev.seq, prev.term = r.Seq, r.Term
-		}
-	}
-	return nil
+	return err
 }
 
 // count returns how many documents of a ruleset the detail index holds (searchable ones).
@@ -474,7 +421,7 @@ func (d *Details) cleanup(ctx context.Context, keep string) (int, error) {
 	removed, kept := 0, 1 // keep's own
 	now := d.now()
 	for _, h := range res.Hits.Hits {
-		mk := &marker{doc: h.Source, seq: h.Seq, term: h.Term}
+		mk := &marker{doc: h.Source, at: docVersion{h.Seq, h.Term}}
 		json.Unmarshal(h.Source.Value, &mk.m)
 		if h.Source.Hash == keep {
 			// The same ruleset in an older format is replaced; a newer format's (a newer
@@ -523,7 +470,7 @@ func (d *Details) remove(ctx context.Context, id string, mk *marker) error {
 			if err != nil {
 				return err
 			}
-			if now == nil || now.seq != mk.seq {
+			if now == nil || now.at != mk.at {
 				return nil // published again meanwhile: leave it
 			}
 		}
@@ -569,7 +516,7 @@ func (d *Details) remove(ctx context.Context, id string, mk *marker) error {
 	if !emptied {
 		return fmt.Errorf("delete old mapping details of %s from %s: still finding documents after 1000 rounds", hash[:min(12, len(hash))], index)
 	}
-	q := url.Values{"if_seq_no": {strconv.FormatInt(mk.seq, 10)}, "if_primary_term": {strconv.FormatInt(mk.term, 10)}}
+	q := url.Values{"if_seq_no": {strconv.FormatInt(mk.at.seq, 10)}, "if_primary_term": {strconv.FormatInt(mk.at.term, 10)}}
 	code, body, err := d.c.Do(ctx, "details", http.MethodDelete, "/"+url.PathEscape(d.state.index)+"/_doc/"+url.PathEscape(id), q, nil)
 	if err != nil {
 		return fmt.Errorf("delete %s/%s: %w", d.state.index, id, err)

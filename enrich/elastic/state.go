@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
@@ -68,27 +69,37 @@ func (s *State) Ensure(ctx context.Context) error {
 	if s.made {
 		return nil
 	}
-	code, body, err := s.c.Do(ctx, "state", http.MethodGet, "/"+url.PathEscape(s.index)+"/_mapping", url.Values{"expand_wildcards": {"all"}}, nil)
-	if err != nil {
-		return fmt.Errorf("check state index %s: %w", s.index, err)
-	}
-	if code == http.StatusNotFound {
-		b, _ := json.Marshal(map[string]any{
-			"settings": map[string]any{"index.hidden": true, "number_of_shards": 1, "auto_expand_replicas": "0-1"},
-			"mappings": StateMapping(),
-		})
-		code, body, err = s.c.Do(ctx, "state", http.MethodPut, "/"+url.PathEscape(s.index), nil, b)
-		if err != nil {
-			return fmt.Errorf("create state index %s: %w", s.index, err)
-		}
-		if code != http.StatusOK && !(code == http.StatusBadRequest && json.Valid(body) && containsType(body, "resource_already_exists_exception")) {
-			return statusError("create state index "+s.index, code, body)
-		}
-	} else if code != http.StatusOK {
-		return statusError("check state index "+s.index, code, body)
+	settings := map[string]any{"index.hidden": true, "number_of_shards": 1, "auto_expand_replicas": "0-1"}
+	if _, err := ensureIndex(ctx, s.c, "state", "state index", s.index, "", settings, StateMapping()); err != nil {
+		return err
 	}
 	s.made = true
 	return nil
+}
+
+// ensureIndex creates index (the state or the detail index: what names it in errors, hint
+// is added to a refused creation) with settings and mapping when it does not exist. It
+// returns the index's GET _mapping body when it was there, nil when it made it.
+func ensureIndex(ctx context.Context, c *Client, op, what, index, hint string, settings, mapping map[string]any) ([]byte, error) {
+	code, body, err := c.Do(ctx, op, http.MethodGet, "/"+url.PathEscape(index)+"/_mapping", url.Values{"expand_wildcards": {"all"}}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("check %s %s: %w", what, index, err)
+	}
+	if code == http.StatusOK {
+		return body, nil
+	}
+	if code != http.StatusNotFound {
+		return nil, statusError("check "+what+" "+index, code, body)
+	}
+	b, _ := json.Marshal(map[string]any{"settings": settings, "mappings": mapping})
+	code, body, err = c.Do(ctx, op, http.MethodPut, "/"+url.PathEscape(index), nil, b)
+	if err != nil {
+		return nil, fmt.Errorf("create %s %s: %w", what, index, err)
+	}
+	if code != http.StatusOK && !(code == http.StatusBadRequest && containsType(body, "resource_already_exists_exception")) {
+		return nil, statusError("create "+what+" "+index+hint, code, body)
+	}
+	return nil, nil
 }
 
 func containsType(body []byte, t string) bool {
@@ -112,53 +123,87 @@ type stateDoc struct {
 }
 
 func (s *State) get(ctx context.Context, id string) (*stateDoc, error) {
+	d, _, err := s.getVersioned(ctx, id)
+	return d, err
+}
+
+// docVersion is the version a document was read or written at (its sequence number and
+// primary term), for a write conditional on it.
+type docVersion struct{ seq, term int64 }
+
+// getVersioned reads a state document and its version; nil when there is none.
+func (s *State) getVersioned(ctx context.Context, id string) (*stateDoc, docVersion, error) {
 	code, body, err := s.c.Do(ctx, "state", http.MethodGet, "/"+url.PathEscape(s.index)+"/_doc/"+url.PathEscape(id), nil, nil)
 	if err != nil {
-		return nil, fmt.Errorf("read %s/%s: %w", s.index, id, err)
+		return nil, docVersion{}, fmt.Errorf("read %s/%s: %w", s.index, id, err)
 	}
 	if code == http.StatusNotFound {
-		return nil, nil
+		return nil, docVersion{}, nil
 	}
 	if code != http.StatusOK {
-		return nil, statusError("read "+s.index+"/"+id, code, body)
+		return nil, docVersion{}, statusError("read "+s.index+"/"+id, code, body)
 	}
 	var res struct {
 		Found  bool     `json:"found"`
+		Seq    int64    `json:"_seq_no"`
+		Term   int64    `json:"_primary_term"`
 		Source stateDoc `json:"_source"`
 	}
 	if err := json.Unmarshal(body, &res); err != nil {
-		return nil, fmt.Errorf("decode %s/%s: %w", s.index, id, err)
+		return nil, docVersion{}, fmt.Errorf("decode %s/%s: %w", s.index, id, err)
 	}
 	if !res.Found {
-		return nil, nil
+		return nil, docVersion{}, nil
 	}
-	return &res.Source, nil
+	return &res.Source, docVersion{res.Seq, res.Term}, nil
 }
 
 // errExists is a create that found the document there already.
 var errExists = errors.New("document exists")
 
+// errChanged is a conditional write that lost to another writer.
+var errChanged = errors.New("changed meanwhile")
+
 func (s *State) put(ctx context.Context, id string, d stateDoc, create bool) error {
+	_, err := s.write(ctx, id, d, create, nil)
+	if errors.Is(err, errChanged) {
+		return errExists
+	}
+	return err
+}
+
+// write writes a state document: create-only, over the version if (when not nil), or
+// over whatever is there. A conflict is errChanged. It returns the new version.
+func (s *State) write(ctx context.Context, id string, d stateDoc, create bool, ifAt *docVersion) (docVersion, error) {
 	b, err := json.Marshal(d)
 	if err != nil {
-		return err
+		return docVersion{}, err
 	}
 	op := "_doc"
 	if create {
 		op = "_create"
 	}
-	code, body, err := s.c.Do(ctx, "state", http.MethodPut, "/"+url.PathEscape(s.index)+"/"+op+"/"+url.PathEscape(id),
-		url.Values{"refresh": {"true"}}, b)
+	q := url.Values{"refresh": {"true"}}
+	if ifAt != nil {
+		q.Set("if_seq_no", strconv.FormatInt(ifAt.seq, 10))
+		q.Set("if_primary_term", strconv.FormatInt(ifAt.term, 10))
+	}
+	code, body, err := s.c.Do(ctx, "state", http.MethodPut, "/"+url.PathEscape(s.index)+"/"+op+"/"+url.PathEscape(id), q, b)
 	if err != nil {
-		return fmt.Errorf("write %s/%s: %w", s.index, id, err)
+		return docVersion{}, fmt.Errorf("write %s/%s: %w", s.index, id, err)
 	}
 	switch {
-	case code == http.StatusConflict && create:
-		return errExists
+	case code == http.StatusConflict && (create || ifAt != nil):
+		return docVersion{}, errChanged
 	case code != http.StatusOK && code != http.StatusCreated:
-		return statusError("write "+s.index+"/"+id, code, body)
+		return docVersion{}, statusError("write "+s.index+"/"+id, code, body)
 	}
-	return nil
+	var res struct {
+		Seq  int64 `json:"_seq_no"`
+		Term int64 `json:"_primary_term"`
+	}
+	_ = json.Unmarshal(body, &res)
+	return docVersion{res.Seq, res.Term}, nil
 }
 
 // RegisterGeneration implements runner.StateStore.
