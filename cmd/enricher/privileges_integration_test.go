@@ -212,7 +212,8 @@ func TestLeastPrivilegeOverHTTPS(t *testing.T) {
 	// setup, as a user holding only the role `--print-role setup` prints.
 	setupRole, _ := run(adminCfg, "setup", "--print-role", "setup")
 	newUser("enricher-setup", "setup-pw", "enricher_setup", setupRole)
-	if out, code := run(cfgFor(`username: enricher-setup, password: setup-pw`, ca.caFile(), "127.0.0.1"), "setup"); code != 0 || !strings.Contains(out, "1 mapped") {
+	if out, code := run(cfgFor(`username: enricher-setup, password: setup-pw`, ca.caFile(), "127.0.0.1"), "setup"); code != 0 || !strings.Contains(out, "1 mapped") ||
+		!strings.Contains(out, "mapping detail index enricher-mapping-details: ready; ruleset builtin-t1021.002-1: 20 details written") {
 		t.Fatalf("setup with the setup role: exit %d\n%s", code, out)
 	}
 	newUser("enricher", "daemon-pw", "enricher_daemon", roleJSON)
@@ -248,6 +249,8 @@ func TestLeastPrivilegeOverHTTPS(t *testing.T) {
 		{"create an index", http.MethodPut, "/" + s.Alias() + "-new", nil},
 		{"change index settings", http.MethodPut, "/" + s.Backing() + "/_settings", map[string]any{"index.blocks.write": true}},
 		{"add an alias", http.MethodPut, "/" + s.Backing() + "/_alias/stolen", nil},
+		{"change a mapping detail", http.MethodPut, "/enricher-mapping-details/_doc/x", map[string]any{"comments": "changed"}},
+		{"delete the mapping detail index", http.MethodDelete, "/enricher-mapping-details", nil},
 	} {
 		if code, resp := do(dk, tc.method, tc.path, tc.body); code != http.StatusForbidden {
 			t.Errorf("the daemon key can %s: %d %.300s", tc.what, code, resp)

@@ -439,3 +439,33 @@ func TestDetailsDoNotBlockEnrichment(t *testing.T) {
 		t.Fatalf("a refused publication was tried %d times", refused.calls)
 	}
 }
+
+// A running daemon publishes its details again every DetailsHeartbeat (renewing its
+// ruleset's use, so no other enricher removes them), not at every poll.
+func TestDetailsHeartbeat(t *testing.T) {
+	st := newFakeStore()
+	loadAlerts(st, "alerts-1", 5, time.Now())
+	r, _ := newRunner(t, st, newFakeState(st), pipeline(t, true), testOptions())
+	pub := &fakeDetails{}
+	r.SetDetails(pub)
+	now := time.Now()
+	r.now = func() time.Time { return now }
+	calls := func() int {
+		r.waitDetails()
+		pub.mu.Lock()
+		defer pub.mu.Unlock()
+		return pub.calls
+	}
+	for i, step := range []struct {
+		advance time.Duration
+		want    int
+	}{{0, 1}, {time.Minute, 1}, {DetailsHeartbeat, 2}, {time.Second, 2}} {
+		now = now.Add(step.advance)
+		if err := r.PollLive(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := calls(); got != step.want {
+			t.Fatalf("poll %d: %d publications, want %d", i, got, step.want)
+		}
+	}
+}
