@@ -63,6 +63,10 @@ func runDaemon(ctx context.Context, e env, args []string) error {
 		return nil
 	}
 
+	if cfg.Daemon.Instance == "" {
+		cfg.Daemon.Instance = fmt.Sprintf("%s-%d", hostname(), os.Getpid())
+	}
+	log = log.With("instance", cfg.Daemon.Instance)
 	reg := newRegistry()
 	m := metrics.New(reg)
 	m.SetRuleset(rs.Version(), rs.Hash(), rs.Len())
@@ -143,6 +147,8 @@ func runnerOptions(cfg config.Config) runner.Options {
 		TechniqueFields: cfg.Alerts.Fields,
 		Settle:          time.Second,
 		Scope:           scope(cfg),
+		Instance:        cfg.Daemon.Instance,
+		Lease:           cfg.Daemon.Lease,
 	}
 }
 

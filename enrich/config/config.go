@@ -179,6 +179,14 @@ type Daemon struct {
 	IndexRetry time.Duration `yaml:"index_retry"`
 	// StateIndex is the hidden index of generations and checkpoints. Default .enricher-state.
 	StateIndex string `yaml:"state_index"`
+	// Instance names this replica in the roster, logs and metrics; replicas over the same
+	// alerts share the work. Default (empty): <hostname>-<pid>, unique per process.
+	// The environment variable ENRICHER_INSTANCE sets it when the file does not.
+	Instance string `yaml:"instance"`
+	// Lease is how long a replica's share stays its own without renewal (renewed every
+	// Lease/3): a killed replica's share is taken over within Lease + Lease/3 +
+	// PollInterval. Default 15s.
+	Lease time.Duration `yaml:"lease"`
 }
 
 // Default returns the configuration used when a file does not set a field.
@@ -205,6 +213,7 @@ func Default() Config {
 			BulkMaxBytes:    10 << 20,
 			IndexRetry:      5 * time.Minute,
 			StateIndex:      ".enricher-state",
+			Lease:           15 * time.Second,
 		},
 	}
 }
@@ -592,7 +601,13 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 	if es.Password == "" {
 		es.Password = getenv("ELASTICSEARCH_PASSWORD")
 	}
+	if c.Daemon.Instance == "" {
+		c.Daemon.Instance = getenv("ENRICHER_INSTANCE")
+	}
 }
+
+// reInstance is what a replica name may be.
+var reInstance = regexp.MustCompile(`^[A-Za-z0-9._:@-]{1,128}$`)
 
 func (c *Config) fillDefaults() {
 	d := Default()
@@ -820,6 +835,10 @@ func (c *Config) Validate() error {
 		return bad("daemon.index_retry", d.IndexRetry, "must be >= 1s")
 	case !reIndexName.MatchString(d.StateIndex):
 		return bad("daemon.state_index", d.StateIndex, "must be a lower-case index name")
+	case d.Instance != "" && !reInstance.MatchString(d.Instance):
+		return bad("daemon.instance", d.Instance, "must be 1 to 128 letters, digits or . _ - : @")
+	case d.Lease < 3*time.Second || d.Lease > 10*time.Minute:
+		return bad("daemon.lease", d.Lease, "must be between 3s and 10m")
 	}
 	if !reField.MatchString(c.Alerts.TimeField) {
 		return bad("alerts.time_field", c.Alerts.TimeField, "not a field path")

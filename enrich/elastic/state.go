@@ -333,3 +333,99 @@ func (s *State) Save(ctx context.Context, key string, value []byte) error {
 	return s.put(ctx, "checkpoint-"+key, stateDoc{Type: "checkpoint", Key: key, Updated: time.Now().UTC(),
 		Value: json.RawMessage(value)}, false)
 }
+
+// rosterDoc is a scope's roster: the leases of the replicas sharing its work.
+type rosterDoc struct {
+	Members []runner.Member `json:"members"`
+}
+
+// maxRoster bounds a roster's members: more replicas than this over one scope is a
+// misconfiguration (a new instance name at every start would not get there: expired
+// leases are dropped at every heartbeat).
+const maxRoster = 256
+
+// Heartbeat implements runner.Roster: the roster is one document per scope, read in
+// real time and written only over the version read, so concurrent heartbeats never
+// lose each other's leases (the loser reads again and retries, a bounded number of times).
+func (s *State) Heartbeat(ctx context.Context, scope string, m runner.Member, now time.Time) ([]runner.Member, error) {
+	if err := s.Ensure(ctx); err != nil {
+		return nil, err
+	}
+	id := "roster-" + scope
+	for attempt := 0; ; attempt++ {
+		d, at, err := s.getVersioned(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		var r rosterDoc
+		if d != nil && len(d.Value) > 0 {
+			if err := json.Unmarshal(d.Value, &r); err != nil {
+				// Unreadable (written by hand?): start a new roster; the others rejoin
+				// at their next heartbeat.
+				r = rosterDoc{}
+			}
+		}
+		live := []runner.Member{m}
+		for _, o := range r.Members {
+			if o.Instance != m.Instance && o.Expires.After(now) && len(live) < maxRoster {
+				live = append(live, o)
+			}
+		}
+		if len(live) == maxRoster {
+			return nil, fmt.Errorf("roster %s/%s holds %d replicas, the most allowed: %w", s.index, id, maxRoster, runner.ErrRefused)
+		}
+		val, _ := json.Marshal(rosterDoc{Members: live})
+		doc := stateDoc{Type: "roster", Key: scope, Updated: now.UTC(), EnricherVersion: s.version, Value: val}
+		var ifAt *docVersion
+		if d != nil {
+			ifAt = &at
+		}
+		_, err = s.write(ctx, id, doc, d == nil, ifAt)
+		if errors.Is(err, errChanged) && attempt < 5 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		// A member of the same name but another session (two processes with one
+		// daemon.instance) is reported with its own fields by the runner.
+		for _, o := range r.Members {
+			if o.Instance == m.Instance && o.Session != m.Session && o.Expires.After(now) {
+				live = append(live, o)
+			}
+		}
+		return live, nil
+	}
+}
+
+// Leave implements runner.Roster: it removes instance's lease if it is still this
+// session's.
+func (s *State) Leave(ctx context.Context, scope, instance, session string) error {
+	id := "roster-" + scope
+	for attempt := 0; attempt < 5; attempt++ {
+		d, at, err := s.getVersioned(ctx, id)
+		if err != nil || d == nil {
+			return err
+		}
+		var r rosterDoc
+		if json.Unmarshal(d.Value, &r) != nil {
+			return nil
+		}
+		keep := r.Members[:0]
+		for _, o := range r.Members {
+			if o.Instance != instance || o.Session != session {
+				keep = append(keep, o)
+			}
+		}
+		if len(keep) == len(r.Members) {
+			return nil
+		}
+		val, _ := json.Marshal(rosterDoc{Members: keep})
+		d.Value = val
+		d.Updated = time.Now().UTC()
+		if _, err = s.write(ctx, id, *d, false, &at); !errors.Is(err, errChanged) {
+			return err
+		}
+	}
+	return fmt.Errorf("leave roster %s/%s: %w", s.index, id, errChanged)
+}

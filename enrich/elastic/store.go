@@ -194,7 +194,8 @@ func (s *Store) Scan(ctx context.Context, spec runner.ScanSpec) (runner.Scanner,
 
 // scanner pages newest first. A stable scan opens a point in time at the start; a live
 // scan runs its first page as a plain search (the common case: a few new alerts, no
-// point in time to open and close) and opens one only when that page is full.
+// point in time to open and close) and opens one only when that page is full. A sliced
+// scan (replicas sharing the work) opens one at the start: slicing needs it.
 type scanner struct {
 	s       *Store
 	spec    runner.ScanSpec
@@ -220,7 +221,7 @@ func (sc *scanner) Next(ctx context.Context) (runner.Page, error) {
 	}
 	first := sc.n == 0
 	sc.n++
-	if sc.spec.Stable && sc.pit == "" {
+	if (sc.spec.Stable || sc.spec.Slice.Max > 1) && sc.pit == "" {
 		if err := sc.openPIT(ctx); err != nil || sc.done {
 			return page, err
 		}
@@ -243,6 +244,12 @@ func (sc *scanner) Next(ctx context.Context) (runner.Page, error) {
 		sortSpec = append(sortSpec, sc.s.c.pitTiebreaker())
 		if sc.after != nil {
 			req["search_after"] = sc.after
+		}
+		if sl := sc.spec.Slice; sl.Max > 1 {
+			// Slices hash each alert's sequence number: every alert has one (a time
+			// field may be missing or shared by a whole rule run), and a point in time
+			// (which slicing needs) keeps it fixed through the scan.
+			req["slice"] = map[string]any{"field": "_seq_no", "id": sl.ID, "max": sl.Max}
 		}
 	}
 	req["sort"] = sortSpec

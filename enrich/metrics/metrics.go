@@ -41,6 +41,10 @@ type Metrics struct {
 	StageDuration   *prometheus.HistogramVec
 	PatchesRejected *prometheus.CounterVec
 	BatchDuration   prometheus.Histogram
+	ReplicaInfo     *prometheus.GaugeVec
+	Replicas        prometheus.Gauge
+	ShareActive     prometheus.Gauge
+	Heartbeats      *prometheus.CounterVec
 
 	// oldest is the time (unix nanoseconds) of the oldest alert the live path knows to be
 	// pending; 0 when none. enricher_lag_seconds is computed from it at every scrape.
@@ -172,6 +176,22 @@ func New(reg prometheus.Registerer) *Metrics {
 		Help:    "Time to enrich and write one batch, retries included.",
 		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 	})
+	m.ReplicaInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "replica_info",
+		Help: "This replica (value 1), labelled with its name (daemon.instance), which its log lines carry too.",
+	}, []string{"replica"})
+	m.Replicas = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "replicas",
+		Help: "Replicas sharing the work, as this replica saw them at its last heartbeat: live leases of the newest generation.",
+	})
+	m.ShareActive = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "replica_share_active",
+		Help: "Whether this replica holds a share of the work (1) or waits (0: a newer generation runs elsewhere, or its lease could not be renewed).",
+	})
+	m.Heartbeats = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "replica_heartbeats_total",
+		Help: "Renewals of this replica's lease in the roster, by result (ok, error).",
+	}, []string{"result"})
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
@@ -179,7 +199,8 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.LastSuccess, m.Passes, m.Quarantined, m.QuarantinedNow, m.BackfillLeft, m.BackfillRate,
 		m.BackfillETA, m.BackfillGen, m.Generation, m.NewestGen, m.IndexProblems,
 		m.RulesetInfo, m.RulesetMappings, m.RulesetLoaded, m.ValuesSkipped,
-		m.StageCalls, m.StageDuration, m.PatchesRejected, m.BatchDuration)
+		m.StageCalls, m.StageDuration, m.PatchesRejected, m.BatchDuration,
+		m.ReplicaInfo, m.Replicas, m.ShareActive, m.Heartbeats)
 	// Pre-create the series dashboards and alert rules query, so they exist from the first scrape.
 	for _, p := range []string{PathLive, PathBackfill} {
 		for _, o := range Outcomes {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"sort"
 	"strings"
 	"sync"
@@ -156,6 +157,9 @@ func (f *fakeStore) Scan(_ context.Context, spec ScanSpec) (Scanner, error) {
 		if !spec.Until.IsZero() && d.hasTime && d.time.After(spec.Until) {
 			continue
 		}
+		if sl := spec.Slice; sl.Max > 1 && fakeSlice(d, sl.Max) != sl.ID {
+			continue
+		}
 		sel = append(sel, d)
 		if d.hasTime && (oldest.IsZero() || d.time.Before(oldest)) {
 			oldest = d.time
@@ -185,6 +189,14 @@ func (f *fakeStore) Scan(_ context.Context, spec ScanSpec) (Scanner, error) {
 		pages = append(pages, page)
 	}
 	return &fakeScanner{pages: pages, cursors: cursors, total: len(sel), oldest: oldest, want: spec.WantTotal}, nil
+}
+
+// fakeSlice is the slice of d among max: a hash of its identity and version, as
+// Elasticsearch hashes the sequence number (which the fake keeps at 1 for new alerts).
+func fakeSlice(d *fakeDoc, max int) int {
+	h := fnv.New32a()
+	fmt.Fprintf(h, "%s/%s/%d", d.index, d.id, d.visibleSeq)
+	return int(h.Sum32() % uint32(max))
 }
 
 type fakeScanner struct {
@@ -275,13 +287,66 @@ func (f *fakeStore) maxWrites() (string, int) {
 	return k, n
 }
 
-// fakeState is an in-memory StateStore.
+// fakeState is an in-memory StateStore and Roster.
 type fakeState struct {
-	mu    sync.Mutex
-	gens  []enrich.Generation
-	kv    map[string][]byte
-	err   error
-	store *fakeStore
+	mu     sync.Mutex
+	gens   []enrich.Generation
+	kv     map[string][]byte
+	err    error
+	store  *fakeStore
+	roster map[string][]Member // scope -> leases
+	// dead instances neither renew nor leave (as after kill -9).
+	dead map[string]bool
+}
+
+var _ Roster = (*fakeState)(nil)
+
+func (s *fakeState) Heartbeat(_ context.Context, scope string, m Member, now time.Time) ([]Member, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return nil, s.err
+	}
+	if s.dead[m.Instance] {
+		return nil, fmt.Errorf("killed: %w", ErrUnavailable)
+	}
+	if s.roster == nil {
+		s.roster = map[string][]Member{}
+	}
+	live := []Member{m}
+	for _, o := range s.roster[scope] {
+		if o.Instance != m.Instance && o.Expires.After(now) {
+			live = append(live, o)
+		}
+	}
+	s.roster[scope] = live
+	return append([]Member(nil), live...), nil
+}
+
+func (s *fakeState) Leave(_ context.Context, scope, instance, session string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dead[instance] {
+		return nil
+	}
+	keep := s.roster[scope][:0]
+	for _, o := range s.roster[scope] {
+		if o.Instance != instance || o.Session != session {
+			keep = append(keep, o)
+		}
+	}
+	s.roster[scope] = keep
+	return nil
+}
+
+// kill makes instance stop renewing its lease and never leave.
+func (s *fakeState) kill(instance string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dead == nil {
+		s.dead = map[string]bool{}
+	}
+	s.dead[instance] = true
 }
 
 var _ StateStore = (*fakeState)(nil)

@@ -2,10 +2,13 @@ package runner
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -51,8 +54,15 @@ type Options struct {
 	// visible to search (Elasticsearch refreshes every second by default).
 	Settle time.Duration
 	// Scope names what the runner scans (the index patterns, query and time field), so
-	// that the backfill's checkpoint follows a change of them. Default "default".
+	// that the backfill's checkpoint follows a change of them, and replicas over the
+	// same alerts find each other. Default "default".
 	Scope string
+	// Instance names this replica. When set, and the state store is a Roster, the
+	// runner shares the work with the other replicas of its scope (see share.go);
+	// empty: it works alone on everything.
+	Instance string
+	// Lease is how long a replica's lease lasts without renewal. Default DefaultLease.
+	Lease time.Duration
 }
 
 // Runner runs the live and backfill paths over a Store with a pipeline. It is the
@@ -72,6 +82,7 @@ type Runner struct {
 	changed chan struct{}    // closed and replaced when cur changes
 
 	details detailsLoop
+	ms      *membership // nil: works alone
 
 	health *health
 	sleep  func(context.Context, time.Duration) error
@@ -92,6 +103,12 @@ func New(store Store, state StateStore, p *enrich.Pipeline, o Options, m *metric
 	r.health = newHealth(o.IndexRetry, m, log)
 	r.proc = &processor{store: store, o: o, m: m, log: log, attempts: newAttempts(), written: newWritten(),
 		health: r.health, sleep: r.sleepFn, now: r.nowFn}
+	if ro, ok := state.(Roster); ok && o.Instance != "" {
+		host, _ := os.Hostname()
+		r.ms = &membership{roster: ro, self: Member{Instance: o.Instance, Session: newSession(),
+			Started: time.Now().UTC(), Host: host, PID: os.Getpid()}}
+		m.ReplicaInfo.WithLabelValues(o.Instance).Set(1)
+	}
 	return r
 }
 
@@ -231,8 +248,7 @@ func (r *Runner) generation(ctx context.Context) (*generation, error) {
 	if old == nil || old.src != want {
 		r.requestDetails(ctx, want)
 	}
-	close(r.changed)
-	r.changed = make(chan struct{})
+	r.notifyLocked()
 	r.health.reset()
 	r.m.Generation.Set(float64(n))
 	if old == nil || old.gen.Hash != g.Hash {
@@ -246,6 +262,12 @@ func (r *Runner) generation(ctx context.Context) (*generation, error) {
 		}
 	}
 	return next, nil
+}
+
+// notifyLocked wakes what waits for a change of generation or share. r.mu is held.
+func (r *Runner) notifyLocked() {
+	close(r.changed)
+	r.changed = make(chan struct{})
 }
 
 func (r *Runner) changedCh() <-chan struct{} {
@@ -266,6 +288,10 @@ func (r *Runner) Problems() []IndexProblem { return r.health.list() }
 // ends finishes, bounded by ShutdownTimeout.
 func (r *Runner) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
+	if r.sharing() {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.runMembership(ctx) }()
+	}
 	wg.Add(2)
 	go func() { defer wg.Done(); r.runLive(ctx) }()
 	go func() { defer wg.Done(); r.runBackfill(ctx) }()
@@ -533,6 +559,10 @@ func (r *Runner) runLive(ctx context.Context) {
 }
 
 func (r *Runner) livePoll(ctx context.Context) (batchStats, error) {
+	sh, err := r.waitShare(ctx)
+	if err != nil {
+		return batchStats{}, nil // ctx ended
+	}
 	g, err := r.generation(ctx)
 	if err != nil {
 		r.health.storeResult(err)
@@ -541,7 +571,7 @@ func (r *Runner) livePoll(ctx context.Context) (batchStats, error) {
 	r.heartbeatDetails(ctx, g)
 	r.retryDue(ctx)
 	since := r.now().Add(-r.o.LiveWindow)
-	st, first, err := r.scan(ctx, g, metrics.PathLive, ScanSpec{Since: since, WantTotal: true}, hooks{before: func(p Page) bool {
+	st, first, err := r.scan(ctx, g, metrics.PathLive, ScanSpec{Since: since, WantTotal: true, Slice: sh.slice}, hooks{before: func(p Page) bool {
 		if p.Total >= 0 {
 			r.m.LivePending.Set(float64(p.Total))
 			r.m.SetOldest(p.Oldest)
@@ -570,11 +600,14 @@ type backfillState struct {
 	Processed  int       `json:"processed"`
 }
 
-func (r *Runner) backfillKey() string {
-	if r.o.Scope == "" {
-		return "backfill-default"
+// backfillKey names the backfill's checkpoint: one per scope, and per slice when
+// replicas share the work (a new division starts its slices' sweeps afresh).
+func (r *Runner) backfillKey(s Slice) string {
+	k := "backfill-" + r.scope()
+	if s.Max > 1 {
+		k += fmt.Sprintf("-slice-%d-of-%d", s.ID, s.Max)
 	}
-	return "backfill-" + r.o.Scope
+	return k
 }
 
 // runBackfill sweeps the history newest first for alerts the current generation has
@@ -614,11 +647,15 @@ func (r *Runner) runBackfill(ctx context.Context) {
 // backfillStep runs or resumes a sweep when one is due and returns how long to wait
 // before the next.
 func (r *Runner) backfillStep(ctx context.Context) (time.Duration, error) {
+	sh, err := r.waitShare(ctx)
+	if err != nil {
+		return 0, nil // ctx ended
+	}
 	g, err := r.generation(ctx)
 	if err != nil {
 		return 0, err
 	}
-	cp, err := r.loadBackfill(ctx)
+	cp, err := r.loadBackfill(ctx, sh.slice)
 	if err != nil {
 		return 0, err
 	}
@@ -632,14 +669,14 @@ func (r *Runner) backfillStep(ctx context.Context) (time.Duration, error) {
 		}
 		cp = backfillState{Generation: g.gen.Number, Hash: g.gen.Hash, Started: r.now()}
 	}
-	st, complete, err := r.sweep(ctx, g, &cp, metrics.PathBackfill, true)
+	st, complete, err := r.sweep(ctx, g, &cp, metrics.PathBackfill, true, sh)
 	r.m.Passes.WithLabelValues(metrics.PathBackfill, passResult(st, err)).Inc()
 	if err != nil {
-		_ = r.saveBackfill(context.WithoutCancel(ctx), cp)
+		_ = r.saveBackfill(context.WithoutCancel(ctx), sh.slice, cp)
 		return 0, err
 	}
 	if !complete {
-		_ = r.saveBackfill(context.WithoutCancel(ctx), cp)
+		_ = r.saveBackfill(context.WithoutCancel(ctx), sh.slice, cp)
 		return 0, nil // the generation changed, or ctx ended: go round
 	}
 	r.m.LastSuccess.WithLabelValues(metrics.PathBackfill).SetToCurrentTime()
@@ -647,11 +684,11 @@ func (r *Runner) backfillStep(ctx context.Context) (time.Duration, error) {
 		// Alerts failed: sweep again soon, so that their attempts count towards their
 		// quarantine; only what is still pending is read again.
 		cp.Cursor = nil
-		return r.o.PollInterval, r.saveBackfill(ctx, cp)
+		return r.o.PollInterval, r.saveBackfill(ctx, sh.slice, cp)
 	}
 	cp.Done, cp.DoneAt, cp.Cursor = true, r.now(), nil
 	r.m.BackfillGen.Set(float64(g.gen.Number))
-	if err := r.saveBackfill(ctx, cp); err != nil {
+	if err := r.saveBackfill(ctx, sh.slice, cp); err != nil {
 		return 0, err
 	}
 	return r.o.SweepInterval, nil
@@ -660,11 +697,11 @@ func (r *Runner) backfillStep(ctx context.Context) (time.Duration, error) {
 // sweep scans the history (outside the live window) newest first from cp's cursor,
 // rate-limited when limit is set, saving the cursor as it goes. complete is false when
 // it stopped early (ctx ended, the generation changed).
-func (r *Runner) sweep(ctx context.Context, g *generation, cp *backfillState, path string, limit bool) (batchStats, bool, error) {
+func (r *Runner) sweep(ctx context.Context, g *generation, cp *backfillState, path string, limit bool, sh share) (batchStats, bool, error) {
 	if err := r.prepareAll(ctx); err != nil {
 		return batchStats{}, false, err
 	}
-	spec := ScanSpec{Stable: true, WantTotal: true}
+	spec := ScanSpec{Stable: true, WantTotal: true, Slice: sh.slice}
 	if path == metrics.PathBackfill {
 		spec.Until = r.now().Add(-r.o.LiveWindow)
 	}
@@ -692,7 +729,7 @@ func (r *Runner) sweep(ctx context.Context, g *generation, cp *backfillState, pa
 		}
 		if now.Sub(lastSave) >= 10*time.Second {
 			lastSave = now
-			_ = r.saveBackfill(ctx, *cp)
+			_ = r.saveBackfill(ctx, sh.slice, *cp)
 		}
 		if now.Sub(lastLog) >= 30*time.Second {
 			lastLog = now
@@ -703,7 +740,7 @@ func (r *Runner) sweep(ctx context.Context, g *generation, cp *backfillState, pa
 	}
 	before := func(p Page) bool {
 		select {
-		case <-changed:
+		case <-changed: // a new generation, or a new division of the work
 			stopped = true
 			return false
 		default:
@@ -762,9 +799,9 @@ func (r *Runner) countQuarantined(ctx context.Context, g *generation) {
 	}
 }
 
-func (r *Runner) loadBackfill(ctx context.Context) (backfillState, error) {
+func (r *Runner) loadBackfill(ctx context.Context, s Slice) (backfillState, error) {
 	var cp backfillState
-	b, err := r.state.Load(ctx, r.backfillKey())
+	b, err := r.state.Load(ctx, r.backfillKey(s))
 	if err != nil || b == nil {
 		return cp, err
 	}
@@ -775,12 +812,12 @@ func (r *Runner) loadBackfill(ctx context.Context) (backfillState, error) {
 	return cp, nil
 }
 
-func (r *Runner) saveBackfill(ctx context.Context, cp backfillState) error {
+func (r *Runner) saveBackfill(ctx context.Context, s Slice, cp backfillState) error {
 	b, err := json.Marshal(cp)
 	if err != nil {
 		return err
 	}
-	return r.state.Save(ctx, r.backfillKey(), b)
+	return r.state.Save(ctx, r.backfillKey(s), b)
 }
 
 // Summary sums up RunOnce.
@@ -809,7 +846,7 @@ func (r *Runner) RunOnce(ctx context.Context) (Summary, error) {
 		var st batchStats
 		if err == nil {
 			cp := backfillState{}
-			st, _, err = r.sweep(ctx, g, &cp, metrics.PathOnce, false)
+			st, _, err = r.sweep(ctx, g, &cp, metrics.PathOnce, false, r.currentShare())
 		}
 		sum.Written += st.written
 		sum.Partial += st.partial
@@ -921,4 +958,12 @@ func short(h string) string {
 func (r *Runner) PollLive(ctx context.Context) error {
 	_, err := r.livePoll(ctx)
 	return err
+}
+
+// newSession returns a random token that tells this process's lease from another
+// process's under the same instance name.
+func newSession() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

@@ -325,7 +325,7 @@ func TestBackfillResumes(t *testing.T) {
 		return WriteResult{}, false
 	}
 	_ = r.Run(ctx)
-	cp, err := r.loadBackfill(context.Background())
+	cp, err := r.loadBackfill(context.Background(), Slice{})
 	if err != nil || cp.Cursor == nil || cp.Done {
 		t.Fatalf("checkpoint %+v %v", cp, err)
 	}
@@ -339,7 +339,7 @@ func TestBackfillResumes(t *testing.T) {
 			t.Fatalf("a%03d not written exactly once", i)
 		}
 	}
-	cp, _ = r2.loadBackfill(context.Background())
+	cp, _ = r2.loadBackfill(context.Background(), Slice{})
 	if !cp.Done {
 		t.Fatalf("backfill not done: %+v", cp)
 	}
