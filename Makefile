@@ -11,6 +11,7 @@ ES9_PORT           ?= 9210
 ES9_TRANSPORT_PORT ?= $(shell expr $(ES9_PORT) + 200)
 ES9_VERSION        ?= 9.5.4
 OS_PORT            ?= 9201
+CLUSTER_URLS       ?= http://127.0.0.1:9250,http://127.0.0.1:9251,http://127.0.0.1:9252
 
 PROTOC_GEN_GO_VERSION      ?= v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION ?= v1.5.1
@@ -83,18 +84,26 @@ OS_SKIP := TestElasticsearchRestartMidRun|TestLeastPrivilegeOverHTTPS
 # The peak-memory tests (memtest.PeakRSS) cannot measure under -race, which multiplies
 # memory use: they run once more without it.
 MEMORY_TESTS := TestHostileTOMLMemory|TestImportLargeSourceBounded|TestDecodeReaderBoundedMemory
+#
+# Last, the replica tests (TestCluster*: real daemons, one SIGKILLed, one Elasticsearch
+# node killed and started again) on the three-node cluster of make cluster-up, stopped
+# afterwards; the other passes leave them out. Without -race: they measure takeover.
+CLUSTER_TESTS := ^TestCluster
 test: build vet test-deps es-up
-	$(GO) test -race -tags integration -p 1 -timeout 30m ./...
+	$(GO) test -race -tags integration -p 1 -timeout 30m -skip '$(CLUSTER_TESTS)' ./...
 	$(GO) test -count=1 -run '$(MEMORY_TESTS)' ./rules/...
 	$(MAKE) --no-print-directory es9-up
 	ELASTICSEARCH_URL=http://127.0.0.1:$(ES9_PORT) $(GO) test -race -tags integration -count=1 -p 1 -timeout 15m \
-		-skip '$(ES9_SKIP)' ./enrich/elastic/ ./cmd/enricher/
+		-skip '$(ES9_SKIP)|$(CLUSTER_TESTS)' ./enrich/elastic/ ./cmd/enricher/
 	$(MAKE) --no-print-directory opensearch-up
 	ELASTICSEARCH_URL=http://127.0.0.1:$(OS_PORT) $(GO) test -race -tags integration -count=1 -p 1 -timeout 15m \
-		-skip '$(OS_SKIP)' ./enrich/elastic/ ./cmd/enricher/
+		-skip '$(OS_SKIP)|$(CLUSTER_TESTS)' ./enrich/elastic/ ./cmd/enricher/
 	ELASTICSEARCH_URL=http://127.0.0.1:$(OS_PORT) $(GO) test -race -tags integration -count=1 \
 		-run 'TestIntegrationAlertCounts' ./rules/coverage/
 	$(MAKE) --no-print-directory opensearch-down
+	$(MAKE) --no-print-directory cluster-up
+	CLUSTER_URL=$(CLUSTER_URLS) $(GO) test -tags integration -count=1 -timeout 20m -run '$(CLUSTER_TESTS)' ./cmd/enricher/
+	$(MAKE) --no-print-directory cluster-down
 
 integration: test
 
@@ -103,11 +112,12 @@ demo: build es-up
 	scripts/demo.sh
 
 ## bench: side-by-side figures (see README "Performance")
-bench: build es-up
+# The replica figures run on the three-node cluster (make cluster-up; left running).
+bench: build es-up cluster-up
 	$(GO) test -run '^$$' -bench . -benchmem ./enrich/ ./rules/
 	$(GO) test -run '^$$' -bench 'BenchmarkEnrich$$' ./plugin/
 	$(GO) run ./rules/internal/loadbench
-	$(GO) run ./enrich/internal/bench -bin bin/enricher
+	$(GO) run ./enrich/internal/bench -bin bin/enricher -cluster $(CLUSTER_URLS)
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s each); failing inputs land in
 ## PACKAGE/testdata/fuzz/NAME/ as regression seeds. Add a target by appending package:FuzzName.

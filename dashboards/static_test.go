@@ -179,6 +179,8 @@ func definedMetrics(t testing.TB) map[string]bool {
 	m.PatchRejected("attack")
 	m.ESRequests.WithLabelValues("search", "2xx").Inc()
 	m.ESDuration.WithLabelValues("search").Observe(0)
+	m.ReplicaInfo.WithLabelValues("r").Set(1)
+	m.Heartbeats.WithLabelValues("ok")
 	pm := metrics.NewPluginMetrics(reg)
 	pm.Init("p")
 	pm.SetInfo("p", true)

@@ -175,6 +175,12 @@ func (s *State) put(ctx context.Context, id string, d stateDoc, create bool) err
 // write writes a state document: create-only, over the version if (when not nil), or
 // over whatever is there. A conflict is errChanged. It returns the new version.
 func (s *State) write(ctx context.Context, id string, d stateDoc, create bool, ifAt *docVersion) (docVersion, error) {
+	return s.writeRefresh(ctx, id, d, create, ifAt, true)
+}
+
+// writeRefresh is write, waiting for a refresh (refresh=true: what searches the state
+// index must see at once) or not (documents only read by ID, in real time).
+func (s *State) writeRefresh(ctx context.Context, id string, d stateDoc, create bool, ifAt *docVersion, refresh bool) (docVersion, error) {
 	b, err := json.Marshal(d)
 	if err != nil {
 		return docVersion{}, err
@@ -183,7 +189,10 @@ func (s *State) write(ctx context.Context, id string, d stateDoc, create bool, i
 	if create {
 		op = "_create"
 	}
-	q := url.Values{"refresh": {"true"}}
+	q := url.Values{}
+	if refresh {
+		q.Set("refresh", "true")
+	}
 	if ifAt != nil {
 		q.Set("if_seq_no", strconv.FormatInt(ifAt.seq, 10))
 		q.Set("if_primary_term", strconv.FormatInt(ifAt.term, 10))
@@ -380,7 +389,9 @@ func (s *State) Heartbeat(ctx context.Context, scope string, m runner.Member, no
 		if d != nil {
 			ifAt = &at
 		}
-		_, err = s.write(ctx, id, doc, d == nil, ifAt)
+		// Read back by ID only: no refresh to wait for, which on a busy cluster can take
+		// longer than a lease.
+		_, err = s.writeRefresh(ctx, id, doc, d == nil, ifAt, false)
 		if errors.Is(err, errChanged) && attempt < 5 {
 			continue
 		}
@@ -423,7 +434,7 @@ func (s *State) Leave(ctx context.Context, scope, instance, session string) erro
 		val, _ := json.Marshal(rosterDoc{Members: keep})
 		d.Value = val
 		d.Updated = time.Now().UTC()
-		if _, err = s.write(ctx, id, *d, false, &at); !errors.Is(err, errChanged) {
+		if _, err = s.writeRefresh(ctx, id, *d, false, &at, false); !errors.Is(err, errChanged) {
 			return err
 		}
 	}

@@ -219,6 +219,9 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{"written", "conflict", "retry", "gone", "failed", "index_failed"} {
 		m.BulkItems.WithLabelValues(r)
 	}
+	for _, r := range []string{"ok", "error"} {
+		m.Heartbeats.WithLabelValues(r)
+	}
 	for _, r := range []string{"wrong_type", "not_technique_id", "too_many_techniques", "problems_truncated"} {
 		m.ValuesSkipped.WithLabelValues(r)
 	}

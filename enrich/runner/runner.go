@@ -571,7 +571,13 @@ func (r *Runner) livePoll(ctx context.Context) (batchStats, error) {
 	r.heartbeatDetails(ctx, g)
 	r.retryDue(ctx)
 	since := r.now().Add(-r.o.LiveWindow)
+	changed := r.changedCh()
 	st, first, err := r.scan(ctx, g, metrics.PathLive, ScanSpec{Since: since, WantTotal: true, Slice: sh.slice}, hooks{before: func(p Page) bool {
+		select {
+		case <-changed: // a new generation, or a new division of the work: poll again
+			return false
+		default:
+		}
 		if p.Total >= 0 {
 			r.m.LivePending.Set(float64(p.Total))
 			r.m.SetOldest(p.Oldest)

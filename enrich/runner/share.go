@@ -143,8 +143,11 @@ func (r *Runner) currentShare() share {
 func (r *Runner) runMembership(ctx context.Context) {
 	every := r.lease() / 3
 	for {
+		start := r.now()
 		r.heartbeat(ctx)
-		if r.sleep(ctx, every) != nil {
+		// Every Lease/3 from start to start: a slow roster write does not stretch the
+		// period towards the lease.
+		if r.sleep(ctx, max(every-r.now().Sub(start), every/10)) != nil {
 			break
 		}
 	}
@@ -205,7 +208,11 @@ func (r *Runner) heartbeat(ctx context.Context) {
 	if next.active {
 		r.m.ShareActive.Set(1)
 	} else {
+		// What it last saw pending is another replica's now.
 		r.m.ShareActive.Set(0)
+		r.m.LivePending.Set(0)
+		r.m.SetOldest(time.Time{})
+		r.health.storeResult(nil) // waiting is healthy: the roster was written
 	}
 	if prev != next {
 		if next.active {

@@ -61,7 +61,8 @@ var (
 	verbose         = flag.Bool("v", false, "print where end-to-end time goes, and what takes the store in the compact-shape figures")
 	ceilingInFlight = flag.Int("ceiling-in-flight", 1, "bulk requests the raw ceiling keeps in flight (the runner keeps 2)")
 	cpuProf         = flag.String("cpuprofile", "", "write a CPU profile of the whole bench to this file")
-	only            = flag.String("only", "", "run only these sections, comma-separated: step, frameworks, e2e, detail, runloop, idle, memory ('' runs all)")
+	only            = flag.String("only", "", "run only these sections, comma-separated: step, frameworks, e2e, detail, runloop, idle, memory, replicas ('' runs all)")
+	clusterURL      = flag.String("cluster", "", "URLs of the three-node cluster (make cluster-up), comma-separated, for the replica figures ('' skips them)")
 )
 
 // want says whether a section runs (-only).
@@ -140,6 +141,11 @@ func run() error {
 	}
 	if *memN > 0 && want("memory") {
 		if err := memory(ctx, c); err != nil {
+			return err
+		}
+	}
+	if *clusterURL != "" && want("replicas") {
+		if err := replicas(ctx, builtin); err != nil {
 			return err
 		}
 	}
@@ -390,6 +396,11 @@ func runCeiling(ctx context.Context, c *elastic.Client, space sample.KibanaSpace
 	if err := reset(ctx, c, space, docs); err != nil {
 		return 0, err
 	}
+	return runCeilingLoaded(ctx, c, space, docs, rs)
+}
+
+// runCeilingLoaded is runCeiling over docs loaded already.
+func runCeilingLoaded(ctx context.Context, c *elastic.Client, space sample.KibanaSpace, docs []sample.Doc, rs *rules.Ruleset) (float64, error) {
 	store := elastic.NewStore(c, elastic.StoreOptions{Indices: []string{space.Alias()}, InstallMappings: true}, nil)
 	if _, _, err := store.Prepare(ctx, nil); err != nil {
 		return 0, err
