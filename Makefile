@@ -18,7 +18,7 @@ PROTOC_GEN_GO_GRPC_VERSION ?= v1.5.1
 PROTO_BIN                  := $(CURDIR)/bin
 
 .PHONY: all build test test-deps unit integration vet es-up es-down es9-up es9-down \
-	opensearch-up opensearch-down cluster-up cluster-down demo bench fuzz proto clean
+	opensearch-up opensearch-down cluster-up cluster-down demo demo-replicas bench fuzz proto clean
 
 all: build
 
@@ -110,6 +110,10 @@ integration: test
 ## demo: Elasticsearch, sample alerts, one enrichment run, an enriched alert on screen
 demo: build es-up
 	scripts/demo.sh
+
+## demo-replicas: three replicas sharing the work on the three-node cluster, one killed
+demo-replicas: build
+	scripts/demo-replicas.sh
 
 ## bench: side-by-side figures (see README "Performance")
 # The replica figures run on the three-node cluster (make cluster-up; left running).
