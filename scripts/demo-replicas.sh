@@ -28,7 +28,9 @@ trap cleanup EXIT
 cat >"$work/enricher.yml" <<EOF
 alerts:
   indices: [.alerts-security.alerts-*, logs-endpoint.alerts-*, wazuh-alerts-*, sigma-alerts-*]
-daemon: {poll_interval: 2s, backfill_rate: 0}
+# A live window over the whole sample (3000 alerts, 7 s apart): alerts loaded later are
+# the live path's, not left to the next backfill sweep.
+daemon: {poll_interval: 2s, backfill_rate: 0, live_window: 24h}
 EOF
 
 say "loading $N sample alerts into the cluster"
@@ -88,7 +90,10 @@ say "each replica enriched its own slice (PIT slices on _seq_no; README: Several
 show 0 1 2
 
 say "kill -9 ${names[2]}; loading $N more alerts"
-kill -9 "${pids[2]}"
+{
+	kill -9 "${pids[2]}"
+	wait "${pids[2]}"
+} 2>/dev/null || true
 killed=$(date +%s)
 "$BIN" sample --count "$N" --seed 12 >/dev/null
 for _ in $(seq 1 60); do

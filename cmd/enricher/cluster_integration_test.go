@@ -206,13 +206,36 @@ func TestClusterReplicasSIGKILL(t *testing.T) {
 		}
 		return true
 	}, &all)
-	if err := sample.Load(context.Background(), c, docs); err != nil {
+	// Half the alerts, a rollover, the other half: two backing indices of unequal
+	// content, where a division by shard would give one replica all the new alerts.
+	ctx := context.Background()
+	if err := sample.Load(ctx, c, docs[:n/2]); err != nil {
+		t.Fatal(err)
+	}
+	if code, body, err := c.Do(ctx, "other", http.MethodPost, "/"+url.PathEscape(s.Alias())+"/_rollover", nil, nil); err != nil || code != 200 {
+		t.Fatalf("rollover: %v %s", err, body)
+	}
+	c.Do(ctx, "other", http.MethodPut, "/.internal.alerts-security.alerts-"+string(s)+"-*/_settings",
+		url.Values{"expand_wildcards": {"all"}}, []byte(`{"index":{"number_of_replicas":1}}`))
+	if err := sample.Load(ctx, c, docs[n/2:]); err != nil {
 		t.Fatal(err)
 	}
 	enriched := map[string]any{"exists": map[string]any{"field": "attack_mappings.ruleset.hash"}}
 	waitFor(t, "a third of the alerts enriched", 5*time.Minute, func() bool {
 		return count(t, c, s.Alias(), enriched) >= n/3
 	}, ds[2].stderr)
+	// Each replica has done about a third of it.
+	var done [3]float64
+	for i, d := range ds {
+		done[i] = processed(d.addr)
+	}
+	sum := done[0] + done[1] + done[2]
+	for i := range done {
+		if done[i] < sum/5 {
+			t.Errorf("replica %s processed %.0f of %.0f alerts; the work is not shared", ds[i].name, done[i], sum)
+		}
+	}
+	t.Logf("processed by each replica before the kill: %.0f, %.0f, %.0f", done[0], done[1], done[2])
 	victim := ds[2]
 	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

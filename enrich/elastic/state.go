@@ -1,6 +1,7 @@
 package elastic
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -138,6 +139,14 @@ func (s *State) getVersioned(ctx context.Context, id string) (*stateDoc, docVers
 		return nil, docVersion{}, fmt.Errorf("read %s/%s: %w", s.index, id, err)
 	}
 	if code == http.StatusNotFound {
+		if bytes.Contains(body, []byte("index_not_found_exception")) {
+			// The state index was deleted while running: check (and create) it again
+			// at the next Ensure rather than write into an index made by auto-creation.
+			s.once.Lock()
+			s.made = false
+			s.once.Unlock()
+			return nil, docVersion{}, fmt.Errorf("read %s/%s: the state index is gone: %w", s.index, id, runner.ErrUnavailable)
+		}
 		return nil, docVersion{}, nil
 	}
 	if code != http.StatusOK {
@@ -374,16 +383,19 @@ func (s *State) Heartbeat(ctx context.Context, scope string, m runner.Member, no
 				r = rosterDoc{}
 			}
 		}
-		live := []runner.Member{m}
+		// Leases are kept one lease length past their end before they are dropped, so
+		// that a replica whose clock runs ahead does not erase the others' leases.
+		grace := m.Expires.Sub(m.Renewed)
+		keep := []runner.Member{m}
 		for _, o := range r.Members {
-			if o.Instance != m.Instance && o.Expires.After(now) && len(live) < maxRoster {
-				live = append(live, o)
+			if o.Instance != m.Instance && o.Expires.Add(grace).After(now) && len(keep) < maxRoster {
+				keep = append(keep, o)
 			}
 		}
-		if len(live) == maxRoster {
+		if len(keep) == maxRoster {
 			return nil, fmt.Errorf("roster %s/%s holds %d replicas, the most allowed: %w", s.index, id, maxRoster, runner.ErrRefused)
 		}
-		val, _ := json.Marshal(rosterDoc{Members: live})
+		val, _ := json.Marshal(rosterDoc{Members: keep})
 		doc := stateDoc{Type: "roster", Key: scope, Updated: now.UTC(), EnricherVersion: s.version, Value: val}
 		var ifAt *docVersion
 		if d != nil {
@@ -398,8 +410,15 @@ func (s *State) Heartbeat(ctx context.Context, scope string, m runner.Member, no
 		if err != nil {
 			return nil, err
 		}
-		// A member of the same name but another session (two processes with one
-		// daemon.instance) is reported with its own fields by the runner.
+		// The valid leases; one of the same name but another session (two processes
+		// with one daemon.instance, or the lease of this one's previous run) too: the
+		// runner tells them apart.
+		var live []runner.Member
+		for _, o := range keep {
+			if o.Expires.After(now) {
+				live = append(live, o)
+			}
+		}
 		for _, o := range r.Members {
 			if o.Instance == m.Instance && o.Session != m.Session && o.Expires.After(now) {
 				live = append(live, o)

@@ -195,7 +195,7 @@ func (s *Store) Scan(ctx context.Context, spec runner.ScanSpec) (runner.Scanner,
 // scanner pages newest first. A stable scan opens a point in time at the start; a live
 // scan runs its first page as a plain search (the common case: a few new alerts, no
 // point in time to open and close) and opens one only when that page is full. A sliced
-// scan (replicas sharing the work) opens one at the start: slicing needs it.
+// scan (replicas sharing the work) opens one at the start.
 type scanner struct {
 	s       *Store
 	spec    runner.ScanSpec
@@ -214,7 +214,50 @@ func (sc *scanner) sort() []any {
 	}
 }
 
+// Next implements runner.Scanner. A sliced scan (replicas sharing the work) lists pages
+// of pending alerts without their sources, keeps those whose index and _id fall in its
+// slice (runner.Slice.Owns), and reads them with a real-time _mget: Elasticsearch's
+// own search slices assign whole shards to a slice when a point in time spans several
+// indices, which would give one replica every new alert (they are all in the write
+// index). Pages without an alert of the slice are skipped.
 func (sc *scanner) Next(ctx context.Context) (runner.Page, error) {
+	sl := sc.spec.Slice
+	if sl.Max <= 1 {
+		return sc.next(ctx)
+	}
+	total, oldest := -1, time.Time{}
+	for {
+		p, err := sc.next(ctx)
+		if err != nil {
+			return p, err
+		}
+		if p.Total >= 0 {
+			total, oldest = p.Total, p.Oldest
+		}
+		p.Total, p.Oldest = total, oldest
+		if len(p.Alerts) == 0 {
+			return p, nil
+		}
+		mine := p.Alerts[:0]
+		for _, a := range p.Alerts {
+			if sl.Owns(a.Index, a.ID) {
+				mine = append(mine, a)
+			}
+		}
+		if len(mine) == 0 {
+			continue
+		}
+		if p.Alerts, err = sc.s.Reread(ctx, mine); err != nil {
+			return runner.Page{Total: -1}, err
+		}
+		if len(p.Alerts) == 0 { // all deleted meanwhile
+			continue
+		}
+		return p, nil
+	}
+}
+
+func (sc *scanner) next(ctx context.Context) (runner.Page, error) {
 	page := runner.Page{Total: -1}
 	if sc.done {
 		return page, nil
@@ -245,12 +288,11 @@ func (sc *scanner) Next(ctx context.Context) (runner.Page, error) {
 		if sc.after != nil {
 			req["search_after"] = sc.after
 		}
-		if sl := sc.spec.Slice; sl.Max > 1 {
-			// Slices hash each alert's sequence number: every alert has one (a time
-			// field may be missing or shared by a whole rule run), and a point in time
-			// (which slicing needs) keeps it fixed through the scan.
-			req["slice"] = map[string]any{"field": "_seq_no", "id": sl.ID, "max": sl.Max}
-		}
+	}
+	if sc.spec.Slice.Max > 1 {
+		// Replicas share the work: list the page without sources; Next reads this
+		// replica's alerts in real time.
+		req["_source"] = false
 	}
 	req["sort"] = sortSpec
 	if first && sc.spec.WantTotal {

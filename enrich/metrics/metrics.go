@@ -96,7 +96,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}, m.lag)
 	m.LivePending = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "pending_alerts",
-		Help: "Alerts the last live poll found pending in the live window.",
+		Help: "Alerts the last live poll found pending in the live window (with replicas: all of them, not only this replica's slice).",
 	})
 	m.LastSuccess = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "last_successful_pass_timestamp_seconds",

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"sort"
 	"strings"
 	"sync"
@@ -157,7 +156,7 @@ func (f *fakeStore) Scan(_ context.Context, spec ScanSpec) (Scanner, error) {
 		if !spec.Until.IsZero() && d.hasTime && d.time.After(spec.Until) {
 			continue
 		}
-		if sl := spec.Slice; sl.Max > 1 && fakeSlice(d, sl.Max) != sl.ID {
+		if !spec.Slice.Owns(d.index, d.id) {
 			continue
 		}
 		sel = append(sel, d)
@@ -189,14 +188,6 @@ func (f *fakeStore) Scan(_ context.Context, spec ScanSpec) (Scanner, error) {
 		pages = append(pages, page)
 	}
 	return &fakeScanner{pages: pages, cursors: cursors, total: len(sel), oldest: oldest, want: spec.WantTotal}, nil
-}
-
-// fakeSlice is the slice of d among max: a hash of its identity and version, as
-// Elasticsearch hashes the sequence number (which the fake keeps at 1 for new alerts).
-func fakeSlice(d *fakeDoc, max int) int {
-	h := fnv.New32a()
-	fmt.Fprintf(h, "%s/%s/%d", d.index, d.id, d.visibleSeq)
-	return int(h.Sum32() % uint32(max))
 }
 
 type fakeScanner struct {

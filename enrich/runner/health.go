@@ -25,6 +25,9 @@ type health struct {
 	// store is the whole store's state: nil when the last request went through.
 	store     error
 	storeSeen time.Time
+	// roster is the last heartbeat's error (replicas sharing the work); nil when it
+	// went through.
+	roster error
 }
 
 type problem struct {
@@ -186,6 +189,13 @@ func (h *health) storeResult(err error) {
 	}
 }
 
+// rosterResult records the outcome of a heartbeat.
+func (h *health) rosterResult(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.roster = err
+}
+
 // status returns whether the runner is ready and a detail text: the store's state and
 // every index left out.
 func (h *health) status(maxAge time.Duration) (bool, string) {
@@ -204,6 +214,9 @@ func (h *health) status(maxAge time.Duration) (bool, string) {
 	case h.store != nil:
 		ready = false
 		fmt.Fprintf(&b, "not ready: %v\n", h.store)
+	case h.roster != nil:
+		ready = false
+		fmt.Fprintf(&b, "not ready: replica roster: %v\n", h.roster)
 	case h.now().Sub(h.storeSeen) > maxAge:
 		ready = false
 		fmt.Fprintf(&b, "not ready: no successful pass for %s\n", h.now().Sub(h.storeSeen).Round(time.Second))

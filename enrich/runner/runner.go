@@ -238,22 +238,10 @@ func (r *Runner) generation(ctx context.Context) (*generation, error) {
 	}
 	g.Number = n
 	next := &generation{src: want, p: want.WithGeneration(n), gen: g}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.want != want { // replaced meanwhile; the next call registers the newer one
-		return next, nil
+	if !r.install(ctx, want, next) {
+		return next, nil // replaced meanwhile; the next call registers the newer one
 	}
-	old := r.cur
-	r.cur = next
-	if old == nil || old.src != want {
-		r.requestDetails(ctx, want)
-	}
-	r.notifyLocked()
-	r.health.reset()
-	r.m.Generation.Set(float64(n))
-	if old == nil || old.gen.Hash != g.Hash {
-		r.log.Info("generation registered", "generation", n, "fingerprint", short(g.Hash), "rules", g.RulesVersion)
-	}
+	// Outside r.mu: a slow store must not hold up what reads the share.
 	if newest, err := r.state.NewestGeneration(ctx); err == nil {
 		r.m.NewestGen.Set(float64(newest.Number))
 		if newest.Number > n {
@@ -262,6 +250,28 @@ func (r *Runner) generation(ctx context.Context) (*generation, error) {
 		}
 	}
 	return next, nil
+}
+
+// install makes next the current generation, unless the wanted pipeline changed
+// meanwhile (false).
+func (r *Runner) install(ctx context.Context, want *enrich.Pipeline, next *generation) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.want != want {
+		return false
+	}
+	old := r.cur
+	r.cur = next
+	if old == nil || old.src != want {
+		r.requestDetails(ctx, want)
+	}
+	r.notifyLocked()
+	r.health.reset()
+	r.m.Generation.Set(float64(next.gen.Number))
+	if old == nil || old.gen.Hash != next.gen.Hash {
+		r.log.Info("generation registered", "generation", next.gen.Number, "fingerprint", short(next.gen.Hash), "rules", next.gen.RulesVersion)
+	}
+	return true
 }
 
 // notifyLocked wakes what waits for a change of generation or share. r.mu is held.
@@ -559,7 +569,7 @@ func (r *Runner) runLive(ctx context.Context) {
 }
 
 func (r *Runner) livePoll(ctx context.Context) (batchStats, error) {
-	sh, err := r.waitShare(ctx)
+	sh, changed, err := r.waitShare(ctx)
 	if err != nil {
 		return batchStats{}, nil // ctx ended
 	}
@@ -571,7 +581,6 @@ func (r *Runner) livePoll(ctx context.Context) (batchStats, error) {
 	r.heartbeatDetails(ctx, g)
 	r.retryDue(ctx)
 	since := r.now().Add(-r.o.LiveWindow)
-	changed := r.changedCh()
 	st, first, err := r.scan(ctx, g, metrics.PathLive, ScanSpec{Since: since, WantTotal: true, Slice: sh.slice}, hooks{before: func(p Page) bool {
 		select {
 		case <-changed: // a new generation, or a new division of the work: poll again
@@ -653,7 +662,7 @@ func (r *Runner) runBackfill(ctx context.Context) {
 // backfillStep runs or resumes a sweep when one is due and returns how long to wait
 // before the next.
 func (r *Runner) backfillStep(ctx context.Context) (time.Duration, error) {
-	sh, err := r.waitShare(ctx)
+	sh, changed, err := r.waitShare(ctx)
 	if err != nil {
 		return 0, nil // ctx ended
 	}
@@ -675,7 +684,7 @@ func (r *Runner) backfillStep(ctx context.Context) (time.Duration, error) {
 		}
 		cp = backfillState{Generation: g.gen.Number, Hash: g.gen.Hash, Started: r.now()}
 	}
-	st, complete, err := r.sweep(ctx, g, &cp, metrics.PathBackfill, true, sh)
+	st, complete, err := r.sweep(ctx, g, &cp, metrics.PathBackfill, true, sh, changed)
 	r.m.Passes.WithLabelValues(metrics.PathBackfill, passResult(st, err)).Inc()
 	if err != nil {
 		_ = r.saveBackfill(context.WithoutCancel(ctx), sh.slice, cp)
@@ -703,7 +712,9 @@ func (r *Runner) backfillStep(ctx context.Context) (time.Duration, error) {
 // sweep scans the history (outside the live window) newest first from cp's cursor,
 // rate-limited when limit is set, saving the cursor as it goes. complete is false when
 // it stopped early (ctx ended, the generation changed).
-func (r *Runner) sweep(ctx context.Context, g *generation, cp *backfillState, path string, limit bool, sh share) (batchStats, bool, error) {
+// sh is the share it works on; it stops when changed is closed (a new generation or
+// division of the work).
+func (r *Runner) sweep(ctx context.Context, g *generation, cp *backfillState, path string, limit bool, sh share, changed <-chan struct{}) (batchStats, bool, error) {
 	if err := r.prepareAll(ctx); err != nil {
 		return batchStats{}, false, err
 	}
@@ -722,7 +733,6 @@ func (r *Runner) sweep(ctx context.Context, g *generation, cp *backfillState, pa
 	if limit && r.o.BackfillRate > 0 {
 		limiter = rate.NewLimiter(rate.Limit(r.o.BackfillRate), max(r.o.BatchSize, int(r.o.BackfillRate)))
 	}
-	changed := r.changedCh()
 	prog := newProgress(r.now())
 	lastSave, lastLog := r.now(), r.now()
 	stopped := false
@@ -852,7 +862,8 @@ func (r *Runner) RunOnce(ctx context.Context) (Summary, error) {
 		var st batchStats
 		if err == nil {
 			cp := backfillState{}
-			st, _, err = r.sweep(ctx, g, &cp, metrics.PathOnce, false, r.currentShare())
+			// run --once does not join the roster: it works on everything.
+			st, _, err = r.sweep(ctx, g, &cp, metrics.PathOnce, false, everything, r.changedCh())
 		}
 		sum.Written += st.written
 		sum.Partial += st.partial

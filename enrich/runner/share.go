@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"sort"
 	"time"
 )
@@ -10,8 +11,8 @@ import (
 // Replicas share the work through the state store alone: each one renews a lease in a
 // roster (one document per scope, changed only by conditional writes), and every
 // replica derives the same division from it. The live members of the newest
-// generation, sorted by name, take one slice each of the pending alerts (Slice: the
-// store hashes each alert's sequence number into Max slices); members of an older
+// generation, sorted by name, take one slice each of the pending alerts (Slice: a hash
+// of each alert's index and _id); members of an older
 // generation hold no share until they load the newer rules, so the fleet converges on
 // the newest. A member whose lease expires (killed, cut off from the store) drops out
 // of everyone's view at their next heartbeat, and its slice is taken over. Views are
@@ -50,6 +51,19 @@ type Slice struct {
 	ID, Max int
 }
 
+// Owns says whether the alert index/id falls in the slice: a hash of both, the same in
+// every replica and for the alert's whole life.
+func (s Slice) Owns(index, id string) bool {
+	if s.Max <= 1 {
+		return true
+	}
+	h := fnv.New32a()
+	h.Write([]byte(index))
+	h.Write([]byte{'/'})
+	h.Write([]byte(id))
+	return int(h.Sum32()%uint32(s.Max)) == s.ID
+}
+
 func (s Slice) String() string {
 	if s.Max <= 1 {
 		return "all"
@@ -67,20 +81,20 @@ type share struct {
 }
 
 // divide derives self's share from the live members: the members running the newest
-// generation, sorted by instance, take one slice each.
+// generation take one slice each, by the sorted order of their names. A name held by two
+// processes (a misconfiguration, or a restart within the old session's lease) counts
+// once: both take the same slice, which is duplicate work, never a slice left to nobody.
 func divide(members []Member, self Member) share {
 	var newest int64
 	for _, m := range members {
 		newest = max(newest, m.Generation)
 	}
+	seen := map[string]bool{}
 	var names []string
-	var newer string
 	for _, m := range members {
-		if m.Generation == newest && m.Generation > 0 {
+		if m.Generation == newest && m.Generation > 0 && !seen[m.Instance] {
+			seen[m.Instance] = true
 			names = append(names, m.Instance)
-			if m.Instance != self.Instance {
-				newer = m.Instance
-			}
 		}
 	}
 	sort.Strings(names)
@@ -90,7 +104,7 @@ func divide(members []Member, self Member) share {
 		sh.reason = "generation not registered yet"
 		return sh
 	case self.Generation < newest:
-		sh.reason = fmt.Sprintf("replica %s runs a newer generation (%d, ours %d); this one waits until it loads the same rules", newer, newest, self.Generation)
+		sh.reason = fmt.Sprintf("replica %s runs a newer generation (%d, ours %d); this one waits until it loads the same rules", names[0], newest, self.Generation)
 		return sh
 	}
 	for i, n := range names {
@@ -103,12 +117,22 @@ func divide(members []Member, self Member) share {
 	return sh
 }
 
+// everything is the share of a replica that works alone, or that cannot reach the
+// roster: all alerts (the version guard keeps duplicate work from double writes).
+var everything = share{known: true, active: true, slice: Slice{Max: 1}, members: 1}
+
 // membership keeps this replica's lease and share.
 type membership struct {
 	roster  Roster
 	self    Member
+	joined  time.Time // first heartbeat attempt
 	lastOK  time.Time
 	current share
+	// logging state, so that a lasting condition is logged when it starts, not at
+	// every heartbeat
+	lastErr  string
+	errAt    time.Time
+	twinSeen bool
 }
 
 // Lease defaults.
@@ -129,14 +153,15 @@ func (r *Runner) lease() time.Duration {
 // sharing says whether this runner divides the work with other replicas.
 func (r *Runner) sharing() bool { return r.ms != nil }
 
-// currentShare returns the share and a channel closed when it changes.
-func (r *Runner) currentShare() share {
+// currentShare returns the share and the channel closed when it (or the generation)
+// changes next, read together.
+func (r *Runner) currentShare() (share, <-chan struct{}) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.ms == nil {
-		return share{known: true, active: true, slice: Slice{Max: 1}, members: 1}
+		return everything, r.changed
 	}
-	return r.ms.current
+	return r.ms.current, r.changed
 }
 
 // runMembership renews the lease every Lease/3 until ctx ends, then leaves the roster.
@@ -158,40 +183,69 @@ func (r *Runner) runMembership(ctx context.Context) {
 	}
 }
 
-// heartbeat renews the lease and recomputes the share. A replica that cannot renew its
-// lease for a whole Lease stops working: the others take its share over by then.
+// heartbeat renews the lease and recomputes the share. Each heartbeat is bounded by
+// Lease/3. A replica that cannot write the roster for a whole Lease works on everything
+// (the others have taken its share over by then; the version guard lets only one write
+// each alert) and /readyz says why; it takes a share again when the roster can be written.
 func (r *Runner) heartbeat(ctx context.Context) {
 	now := r.now()
+	if r.ms.joined.IsZero() {
+		r.ms.joined = now
+	}
+	hctx, cancel := context.WithTimeout(ctx, max(r.lease()/3, time.Second))
+	defer cancel()
 	self := r.ms.self
-	if g, err := r.generation(ctx); err == nil {
+	if g, err := r.generation(hctx); err == nil {
 		self.Generation = g.gen.Number
 	}
 	self.Renewed, self.Expires = now, now.Add(r.lease())
-	members, err := r.ms.roster.Heartbeat(ctx, r.scope(), self, now)
+	members, err := r.ms.roster.Heartbeat(hctx, r.scope(), self, now)
 	var next share
 	if err != nil {
 		if ctx.Err() != nil {
 			return
 		}
 		r.m.Heartbeats.WithLabelValues("error").Inc()
+		r.health.rosterResult(err)
+		if msg := err.Error(); msg != r.ms.lastErr || r.now().Sub(r.ms.errAt) >= 5*time.Minute {
+			r.ms.lastErr, r.ms.errAt = msg, r.now()
+			r.log.Warn("renewing the replica lease failed", "err", err)
+		}
+		since := r.ms.lastOK
+		if since.IsZero() {
+			since = r.ms.joined
+		}
 		r.mu.Lock()
 		next = r.ms.current
-		expired := !r.ms.lastOK.IsZero() && r.now().Sub(r.ms.lastOK) >= r.lease()
 		r.mu.Unlock()
-		r.log.Warn("renewing the replica lease failed", "err", err)
-		if !expired {
+		if r.now().Sub(since) < r.lease() {
 			return
 		}
-		next = share{known: true, reason: "lease expired: the roster could not be written for " + r.lease().String()}
+		next = everything
+		next.reason = "roster unavailable"
 	} else {
 		r.m.Heartbeats.WithLabelValues("ok").Inc()
+		r.health.rosterResult(nil)
+		r.ms.lastErr = ""
+		twin := false
 		for _, m := range members {
-			if m.Instance == self.Instance && m.Session != self.Session {
-				r.log.Error("another process uses the same daemon.instance; give each replica its own", "instance", self.Instance,
-					"other_host", m.Host, "other_pid", m.PID)
+			// A lease of the same name renewed since this process started is another
+			// process's (an older session's lease only waits to expire).
+			if m.Instance == self.Instance && m.Session != self.Session && m.Renewed.After(self.Started) {
+				twin = true
+				if !r.ms.twinSeen {
+					r.log.Error("another process uses the same daemon.instance; both work on the same slice: give each replica its own name",
+						"instance", self.Instance, "other_host", m.Host, "other_pid", m.PID)
+				}
 			}
 		}
+		r.ms.twinSeen = twin
 		next = divide(members, self)
+		if r.ms.lastOK.IsZero() {
+			// Joining: take a share from the next heartbeat on, so that replicas started
+			// together see each other before any of them starts on everything.
+			next = share{members: next.members, reason: "joining"}
+		}
 	}
 	r.mu.Lock()
 	if err == nil {
@@ -212,28 +266,31 @@ func (r *Runner) heartbeat(ctx context.Context) {
 		r.m.ShareActive.Set(0)
 		r.m.LivePending.Set(0)
 		r.m.SetOldest(time.Time{})
-		r.health.storeResult(nil) // waiting is healthy: the roster was written
 	}
-	if prev != next {
-		if next.active {
+	if prev != next && next.known {
+		switch {
+		case next.reason == "roster unavailable":
+			r.log.Warn("the replica roster could not be written for a whole lease; working on every alert (others may too: each alert is still written once)")
+		case next.active:
 			r.log.Info("replica share", "slice", next.slice.String(), "replicas", next.members)
-		} else {
+		default:
 			r.log.Warn("replica holds no share", "reason", next.reason, "replicas", next.members)
 		}
 	}
 }
 
-// waitShare waits until this replica holds a share, or ctx ends.
-func (r *Runner) waitShare(ctx context.Context) (share, error) {
+// waitShare waits until this replica holds a share, or ctx ends. It returns the share
+// and the channel closed when the share or the generation changes.
+func (r *Runner) waitShare(ctx context.Context) (share, <-chan struct{}, error) {
 	for {
-		sh := r.currentShare()
+		sh, changed := r.currentShare()
 		if sh.known && sh.active {
-			return sh, nil
+			return sh, changed, nil
 		}
 		select {
 		case <-ctx.Done():
-			return sh, ctx.Err()
-		case <-r.changedCh():
+			return sh, changed, ctx.Err()
+		case <-changed:
 		}
 	}
 }

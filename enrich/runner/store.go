@@ -82,9 +82,8 @@ type ScanSpec struct {
 	Stable bool
 	// WantTotal asks for Page.Total and Page.Oldest on the first page.
 	WantTotal bool
-	// Slice selects one part of the alerts, when replicas share the work (Max > 1).
-	// Slices are disjoint and cover every alert at any given moment; an alert's slice
-	// may change when it is written.
+	// Slice selects one part of the alerts, when replicas share the work (Max > 1):
+	// those that Slice.Owns. Slices are disjoint and cover every alert.
 	Slice Slice
 }
 
