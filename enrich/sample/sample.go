@@ -322,12 +322,19 @@ func Setup(ctx context.Context, c *elastic.Client) error {
 			return err
 		}
 		if code == http.StatusNotFound {
-			if err := put(ctx, c, "/"+ix, map[string]any{"settings": map[string]any{"number_of_shards": 1, "number_of_replicas": 0}}, nil); err != nil {
+			if err := put(ctx, c, "/"+ix, map[string]any{"settings": sampleSettings()}, nil); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// sampleSettings are the sample indices' settings: one shard, and one replica where
+// there is a node to hold it (none on a single node, which stays green; one on the
+// three-node cluster of make cluster-up).
+func sampleSettings() map[string]any {
+	return map[string]any{"number_of_shards": 1, "auto_expand_replicas": "0-1"}
 }
 
 // SetupKibana creates a Kibana-like alerts index for one space, the way Kibana does:
@@ -337,8 +344,11 @@ func SetupKibana(ctx context.Context, c *elastic.Client, space KibanaSpace) erro
 		"index_patterns": []string{".internal.alerts-security.alerts-" + string(space) + "-*"},
 		"priority":       100,
 		"template": map[string]any{
-			"settings": map[string]any{"index.hidden": true, "number_of_shards": 1, "number_of_replicas": 0,
-				"index.mapping.total_fields.limit": 1700},
+			"settings": func() map[string]any {
+				st := sampleSettings()
+				st["index.hidden"], st["index.mapping.total_fields.limit"] = true, 1700
+				return st
+			}(),
 			"mappings": kibanaMappings(),
 		},
 	}
