@@ -138,6 +138,8 @@ func TestReplicasShareTheWork(t *testing.T) {
 	}
 }
 
+// TestReplicaTakeover: a replica dies without leaving; the others take its slice over, and
+// when it comes back it gets a slice again.
 func TestReplicaTakeover(t *testing.T) {
 	st := newFakeStore()
 	state := newFakeState(st)
@@ -160,6 +162,33 @@ func TestReplicaTakeover(t *testing.T) {
 	}
 	if testutil.ToFloat64(rs.ms[0].Replicas) != 2 || testutil.ToFloat64(rs.ms[1].Replicas) != 2 {
 		t.Errorf("survivors see %v and %v replicas, want 2", testutil.ToFloat64(rs.ms[0].Replicas), testutil.ToFloat64(rs.ms[1].Replicas))
+	}
+	if k, n := st.maxWrites(); n != 1 {
+		t.Errorf("%s written %d times, want once", k, n)
+	}
+
+	// r2 comes back (a new process under the same name) and gets its slice again.
+	state.mu.Lock()
+	delete(state.dead, "r2")
+	state.mu.Unlock()
+	o := testOptions()
+	o.Instance, o.Lease = "r2", 300*time.Millisecond
+	r2, m2 := newRunner(t, st, state, p, o)
+	ctx, cancel := context.WithCancel(context.Background())
+	rs.cancel = append(rs.cancel, cancel)
+	rs.wg.Add(1)
+	go func() { defer rs.wg.Done(); _ = r2.Run(ctx) }()
+	waitFor(t, "r2 to rejoin", func() bool {
+		return testutil.ToFloat64(m2.ShareActive) == 1 && testutil.ToFloat64(rs.ms[0].Replicas) == 3 &&
+			testutil.ToFloat64(rs.ms[1].Replicas) == 3
+	})
+	for i := 0; i < 150; i++ {
+		st.add("alerts-2", fmt.Sprintf("b%03d", i), time.Now(), alertSrc("T1021.002"))
+	}
+	st.refresh()
+	waitFor(t, "the new alerts enriched by three", func() bool { st.refresh(); return allEnriched(st, 1) })
+	if w := enrichedBy(m2); w == 0 {
+		t.Error("the replica that came back wrote nothing")
 	}
 	if k, n := st.maxWrites(); n != 1 {
 		t.Errorf("%s written %d times, want once", k, n)
