@@ -350,7 +350,9 @@ func fullEntries(picked []chosen) (controls, detections, related []entry) {
 // {"framework": "nist_800_53", "releases": ["nist_800_53 rev4", "nist_800_53 rev5"],
 // "id": ["AC-17", …], "name": ["Remote Access", …]}, id[i] named name[i]. Detections are one entry per product and score category, with their alerts,
 // queries, events and releases. No free text: comments and references are in the
-// mapping detail index.
+// mapping detail index. Related mappings (CISA KEV, VERIS) carry their IDs only: for
+// T1059 that is 171 CVEs, whose names (14 KB of the alert with every framework) are in
+// the detail index with the rest.
 func compactEntries(picked []chosen) (controls, detections, related []entry) {
 	type capability struct {
 		kind      rules.Kind
@@ -393,7 +395,10 @@ func compactEntries(picked []chosen) (controls, detections, related []entry) {
 		k := fmt.Sprintf("%s|%s|%t|%s", x.kind, x.framework, x.inherited, strings.Join(x.releases, ","))
 		g, ok := groups[k]
 		if !ok {
-			g = entry{"framework": x.framework, "releases": x.releases, "id": []string{}, "name": []string{}}
+			g = entry{"framework": x.framework, "releases": x.releases, "id": []string{}}
+			if x.kind == rules.KindControl {
+				g["name"] = []string{}
+			}
 			if x.inherited {
 				g["inherited"] = true
 			}
@@ -405,7 +410,9 @@ func compactEntries(picked []chosen) (controls, detections, related []entry) {
 			}
 		}
 		g["id"] = append(g["id"].([]string), x.id)
-		g["name"] = append(g["name"].([]string), x.name)
+		if names, ok := g["name"].([]string); ok {
+			g["name"] = append(names, x.name)
+		}
 	}
 	return controls, detections, related
 }

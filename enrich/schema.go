@@ -5,7 +5,7 @@ import "sort"
 // FormatVersion is the version of the object enricher writes under its root. It is part
 // of every generation's fingerprint: an enricher that writes a different shape is a new
 // generation, and alerts written in the old shape are enriched again by the backfill.
-const FormatVersion = 3
+const FormatVersion = 4
 
 // DefaultRoot is the default top-level field enricher writes.
 const DefaultRoot = "attack_mappings"
@@ -111,7 +111,7 @@ var Schema = func() []SchemaField {
 	fs = append(fs, under("detections", provenance)...)
 	fs = append(fs, SchemaField{"related", TypeObjectArr, "other mappings (VERIS, CISA KEV, unknown mapping types), shaped like controls"},
 		SchemaField{"related.id", TypeKeyword, "capability ID"},
-		SchemaField{"related.name", TypeKeyword, "capability name"},
+		SchemaField{"related.name", TypeKeyword, "capability name (full shape; compact: in the mapping detail index)"},
 		SchemaField{"related.group", TypeKeyword, "capability group (full)"},
 		SchemaField{"related.releases", TypeKeyword, "framework releases that publish them (compact)"})
 	fs = append(fs, under("related", provenance)...)
