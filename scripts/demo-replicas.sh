@@ -86,7 +86,7 @@ show() {
 }
 
 wait_idle "${ports[@]}"
-say "each replica enriched its own slice (PIT slices on _seq_no; README: Several replicas)"
+say "each replica enriched its own slice (a hash of index and _id; README: Several replicas)"
 show 0 1 2
 
 say "kill -9 ${names[2]}; loading $N more alerts"

@@ -184,6 +184,19 @@ func versions(t *testing.T, c *elastic.Client, index string) map[int64]int {
 	}
 }
 
+// allWrittenOnce waits until all n alerts of index are enriched, and checks each was
+// written once (_version 2: loaded, then enriched).
+func allWrittenOnce(t *testing.T, c *elastic.Client, index string, n int, log *syncBuffer) {
+	t.Helper()
+	enriched := map[string]any{"exists": map[string]any{"field": "attack_mappings.ruleset.hash"}}
+	waitFor(t, "every alert enriched", 5*time.Minute, func() bool {
+		return count(t, c, index, enriched) == n
+	}, log)
+	if vs := versions(t, c, index); vs[2] != n || len(vs) != 1 {
+		t.Errorf("alerts by _version: %v; want all %d at version 2 (written once)", vs, n)
+	}
+}
+
 // TestClusterReplicasSIGKILL: three replicas over 50,000 pending alerts on a three-node
 // cluster; one is killed with SIGKILL mid-run. Every alert is enriched, each written once
 // (_version 2), and the survivors take the killed replica's share within the bound.
@@ -250,13 +263,7 @@ func TestClusterReplicasSIGKILL(t *testing.T) {
 	if bound := 21 * time.Second; takeover > bound+5*time.Second {
 		t.Errorf("takeover took %s; the documented bound is %s", takeover.Round(time.Millisecond), bound)
 	}
-	waitFor(t, "every alert enriched", 5*time.Minute, func() bool {
-		return count(t, c, s.Alias(), enriched) == n
-	}, ds[0].stderr)
-	vs := versions(t, c, s.Alias())
-	if vs[2] != n || len(vs) != 1 {
-		t.Errorf("alerts by _version: %v; want all %d at version 2 (written once)", vs, n)
-	}
+	allWrittenOnce(t, c, s.Alias(), n, ds[0].stderr)
 	var computed, conflicts float64
 	for _, d := range ds[:2] {
 		computed += d.metric(`enricher_alerts_processed_total{outcome="enriched",path="backfill"}`) +
@@ -291,13 +298,7 @@ func TestClusterNodeKilled(t *testing.T) {
 	if out, err := exec.Command("../../scripts/cluster-node.sh", "start", "1").CombinedOutput(); err != nil {
 		t.Fatalf("start node 1: %v\n%s", err, out)
 	}
-	waitFor(t, "every alert enriched", 5*time.Minute, func() bool {
-		return count(t, c, s.Alias(), enriched) == n
-	}, ds[0].stderr)
-	vs := versions(t, c, s.Alias())
-	if vs[2] != n || len(vs) != 1 {
-		t.Errorf("alerts by _version: %v; want all %d at version 2 (written once)", vs, n)
-	}
+	allWrittenOnce(t, c, s.Alias(), n, ds[0].stderr)
 }
 
 // TestClusterGenerationsConverge: a replica on older rules has enriched part of the
