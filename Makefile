@@ -78,7 +78,8 @@ ES9_SKIP := TestElasticsearchRestartMidRun|TestElasticsearchDownAtStart|TestLeas
 # Then the same suites once more against OpenSearch 2.19 (make opensearch-up, stopped
 # afterwards): enricher detects the server (GET /) and speaks its dialect (README
 # "Elasticsearch and OpenSearch"). Left out: the test that restarts a dedicated 8.19 node
-# and the one of Elasticsearch's security (roles, API keys, TLS).
+# and the one of Elasticsearch's security (roles, API keys, TLS). There too, the OpenSearch
+# Dashboards saved objects (TestOpenSearchDashboards*, left out of the first pass).
 OS_SKIP := TestElasticsearchRestartMidRun|TestLeastPrivilegeOverHTTPS
 #
 # The peak-memory tests (memtest.PeakRSS) cannot measure under -race, which multiplies
@@ -90,7 +91,7 @@ MEMORY_TESTS := TestHostileTOMLMemory|TestImportLargeSourceBounded|TestDecodeRea
 # afterwards; the other passes leave them out. Without -race: they measure takeover.
 CLUSTER_TESTS := ^TestCluster
 test: build vet test-deps es-up
-	$(GO) test -race -tags integration -p 1 -timeout 30m -skip '$(CLUSTER_TESTS)' ./...
+	$(GO) test -race -tags integration -p 1 -timeout 30m -skip '$(CLUSTER_TESTS)|^TestOpenSearchDashboards' ./...
 	$(GO) test -count=1 -run '$(MEMORY_TESTS)' ./rules/...
 	$(MAKE) --no-print-directory es9-up
 	ELASTICSEARCH_URL=http://127.0.0.1:$(ES9_PORT) $(GO) test -race -tags integration -count=1 -p 1 -timeout 15m \
@@ -100,6 +101,8 @@ test: build vet test-deps es-up
 		-skip '$(OS_SKIP)|$(CLUSTER_TESTS)' ./enrich/elastic/ ./cmd/enricher/
 	ELASTICSEARCH_URL=http://127.0.0.1:$(OS_PORT) $(GO) test -race -tags integration -count=1 \
 		-run 'TestIntegrationAlertCounts' ./rules/coverage/
+	OPENSEARCH_URL=http://127.0.0.1:$(OS_PORT) $(GO) test -race -tags integration -count=1 -timeout 10m \
+		-run 'TestOpenSearchDashboards' ./dashboards/
 	$(MAKE) --no-print-directory opensearch-down
 	$(MAKE) --no-print-directory cluster-up
 	CLUSTER_URL=$(CLUSTER_URLS) $(GO) test -tags integration -count=1 -timeout 20m -run '$(CLUSTER_TESTS)' ./cmd/enricher/

@@ -163,6 +163,13 @@ func dataView(id, name, title, timeField string, allowHidden bool, labels map[st
 	}
 }
 
+// detailColumns and detailSort are those of the saved search over the mapping detail
+// index (shared with gen_opensearch.go).
+var (
+	detailColumns = []string{"technique", "kind", "release", "capability_id", "name", "score_category", "score_value", "comments", "references"}
+	detailSort    = [][]string{{"technique", "asc"}, {"kind", "asc"}, {"capability_id", "asc"}, {"release", "asc"}}
+)
+
 // byTime is the sort of the alert searches: newest first.
 var byTime = [][]string{{"@timestamp", "desc"}}
 
@@ -297,9 +304,17 @@ func dashboard(id, title, desc string, panels []panel) obj {
 	}
 }
 
+// The KQL queries of the analyst questions, shared with the OpenSearch Dashboards objects
+// (gen_opensearch.go).
 const (
-	qT1021002    = `attack_mappings.techniques : "T1021.002"`
-	qNoDetection = `attack_mappings.techniques : * and attack_mappings.has_detection : false`
+	qT1021002     = `attack_mappings.techniques : "T1021.002"`
+	qNoDetection  = `attack_mappings.techniques : * and attack_mappings.has_detection : false`
+	qProblems     = `attack_mappings.problems.reason : *`
+	qTagsDiffer   = `attack_mappings.compliance_check.differs : true`
+	qQuarantined  = `attack_mappings.status : "quarantined"`
+	qNISTControls = `attack_mappings.controls.framework : "nist_800_53"`
+	qDetect       = `attack_mappings.detections.score_category : "detect"`
+	qAnyTechnique = `attack_mappings.techniques : *`
 )
 
 func objects() []obj {
@@ -323,38 +338,36 @@ func objects() []obj {
 			[]string{"attack_mappings.status", "attack_mappings.techniques", "attack_mappings.unmapped_techniques", "attack_mappings.ruleset.version"}, byTime),
 		savedSearch("enricher-search-problems", "Alerts with enrichment problems",
 			"Alerts where enricher skipped a malformed technique value (see attack_mappings.problems).",
-			dvAll, `attack_mappings.problems.reason : *`,
+			dvAll, qProblems,
 			[]string{"attack_mappings.status", "attack_mappings.problems.field", "attack_mappings.problems.value", "attack_mappings.problems.reason"}, byTime),
 
 		savedSearch("enricher-search-nist-tags-differ", "Alerts whose rule's NIST tags differ from CTID's mappings",
 			"Wazuh alerts whose rule's own NIST SP 800-53 tags (rule.nist_800_53) name controls CTID does not map to the alert's techniques, or miss ones it does.",
-			dvAll, `attack_mappings.compliance_check.differs : true`,
+			dvAll, qTagsDiffer,
 			[]string{"attack_mappings.techniques", "attack_mappings.compliance_check.only_alert", "attack_mappings.compliance_check.both", "attack_mappings.compliance_check.only_ctid"}, byTime),
 
 		savedSearch("enricher-search-quarantined", "Quarantined alerts",
 			"Alerts enricher gave up on after its attempt budget (or at once, when larger than daemon.max_alert_bytes): the reason and the attempts. Requeue them with `enricher requeue` once the cause is fixed.",
-			dvAll, `attack_mappings.status : "quarantined"`,
+			dvAll, qQuarantined,
 			[]string{"attack_mappings.quarantine.reason", "attack_mappings.quarantine.attempts", "attack_mappings.quarantine.at", "attack_mappings.quarantine.generation"}, byTime),
 
 		savedSearch(searchDetails, "ATT&CK mapping details",
 			"Every mapping of the loaded rulesets, one document per mapping: what the alerts leave off (comments, references, provenance). A value of an alert's Mapping details field (attack_mappings.details) opens this search filtered to the mappings of its technique in the ruleset the alert was enriched with.",
-			dvDetails, ``,
-			[]string{"technique", "kind", "release", "capability_id", "name", "score_category", "score_value", "comments", "references"},
-			[][]string{{"technique", "asc"}, {"kind", "asc"}, {"capability_id", "asc"}, {"release", "asc"}}),
+			dvDetails, ``, detailColumns, detailSort),
 
 		lens("enricher-lens-by-nist-control", "Alerts by NIST 800-53 control",
 			"Alerts per NIST SP 800-53 control mapped to their techniques (an alert counts once per control).",
-			dvAll, "lnsXY", `attack_mappings.controls.framework : "nist_800_53"`,
+			dvAll, "lnsXY", qNISTControls,
 			[]column{{t, terms("attack_mappings.controls.id", "NIST control", c, 20, "string")}, {c, count(c)}},
 			xy("bar_horizontal", t, "", c)),
 		lens("enricher-lens-by-detection-product", "Alerts by product detection",
 			"Alerts per product whose detect-scored detection is mapped to their techniques.",
-			dvAll, "lnsXY", `attack_mappings.detections.score_category : "detect"`,
+			dvAll, "lnsXY", qDetect,
 			[]column{{t, terms("attack_mappings.detections.product", "Detection product", c, 15, "string")}, {c, count(c)}},
 			xy("bar_horizontal", t, "", c)),
 		lens("enricher-lens-technique-over-time", "Alerts by ATT&CK technique over time",
 			"Enriched alerts over time, split by ATT&CK technique.",
-			dvAll, "lnsXY", `attack_mappings.techniques : *`,
+			dvAll, "lnsXY", qAnyTechnique,
 			[]column{{d, dateHistogram("@timestamp")}, {t, terms("attack_mappings.techniques", "ATT&CK technique", c, 10, "string")}, {c, count(c)}},
 			xy("bar_stacked", d, t, c)),
 		lens("enricher-lens-t1021-002-hosts", "Top hosts behind T1021.002",
@@ -395,15 +408,33 @@ func objects() []obj {
 	}
 }
 
-func main() {
-	out := flag.String("o", "kibana/alerts.ndjson", "output file")
-	flag.Parse()
+// output is a further file written by a generator built together with this one
+// (`go run gen_kibana.go gen_opensearch.go …`): its init registers the flag that names it.
+type output struct {
+	path    *string
+	objects func() []obj
+}
+
+var outputs []output
+
+func writeNDJSON(path string, objs []obj) {
 	var b bytes.Buffer
-	for _, o := range objects() {
+	for _, o := range objs {
 		b.WriteString(mustJSON(o))
 		b.WriteByte('\n')
 	}
-	if err := os.WriteFile(*out, b.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
+	}
+}
+
+func main() {
+	out := flag.String("o", "kibana/alerts.ndjson", "output file")
+	flag.Parse()
+	writeNDJSON(*out, objects())
+	for _, o := range outputs {
+		if *o.path != "" {
+			writeNDJSON(*o.path, o.objects())
+		}
 	}
 }

@@ -20,6 +20,11 @@ type SavedObject struct {
 	Type       string         `json:"type"`
 	Attributes map[string]any `json:"attributes"`
 	References []Reference    `json:"references"`
+	// Migration versions: Kibana 7.x (and OpenSearch Dashboards) keep one per type in
+	// migrationVersion; Kibana 8 writes typeMigrationVersion and coreMigrationVersion.
+	MigrationVersion     map[string]string `json:"migrationVersion"`
+	TypeMigrationVersion string            `json:"typeMigrationVersion"`
+	CoreMigrationVersion string            `json:"coreMigrationVersion"`
 }
 
 // Reference is a saved-object reference.
