@@ -190,7 +190,14 @@ func (p *processor) classify(ctx context.Context, g *generation, path, root stri
 			continue
 		}
 		if p.o.MaxAlertBytes > 0 && len(a.Raw) > p.o.MaxAlertBytes {
-			// Another attempt cannot cure these: quarantine at once.
+			// Another attempt cannot cure these: quarantine at once, unless the alert is
+			// quarantined (or done) already and a search that lags shows it again.
+			if src, err := enrich.DecodeMembers(a.Raw, []string{root}); err == nil {
+				if c := g.gen.Classify(enrich.ReadState(src, root)); c != enrich.NeedsEnrichment && c != enrich.NeedsStages {
+					st.skipped++
+					continue
+				}
+			}
 			p.quarantine(ctx, g, path, []quarantineItem{{alert: a, attempts: 1,
 				reason: fmt.Sprintf("alert is %d bytes, over daemon.max_alert_bytes (%d)", len(a.Raw), p.o.MaxAlertBytes)}}, st)
 			continue
@@ -342,8 +349,13 @@ func (p *processor) quarantine(ctx context.Context, g *generation, path string, 
 		return
 	}
 	res, err := p.write(ctx, items)
+	settled := p.settledMeanwhile(ctx, g, root, items, res, err)
 	for i, it := range items {
 		a := it.Alert
+		if settled[a.Key()] {
+			st.skipped++ // quarantined (or done) by another process since it was read
+			continue
+		}
 		st.quarantined++
 		p.m.AlertsProcessed.WithLabelValues(path, "quarantined").Inc()
 		p.m.QuarantinedNow.Inc()
@@ -363,6 +375,39 @@ func (p *processor) quarantine(ctx context.Context, g *generation, path string, 
 		p.log.Warn("alert quarantined in this process only; its marker was not written", "index", a.Index,
 			"alert_id", a.ID, "reason", reasons[i], "write", why)
 	}
+}
+
+// settledMeanwhile re-reads the alerts whose quarantine write conflicted and returns
+// those that need nothing any more from this generation (quarantined or done by another
+// process, or by a run whose writes the search did not show yet).
+func (p *processor) settledMeanwhile(ctx context.Context, g *generation, root string, items []WriteItem, res []WriteResult, err error) map[string]bool {
+	if err != nil {
+		return nil
+	}
+	var conflicted []*enrich.Alert
+	for i, it := range items {
+		if res[i].Status == ItemConflict {
+			conflicted = append(conflicted, it.Alert)
+		}
+	}
+	if len(conflicted) == 0 {
+		return nil
+	}
+	fresh, err := p.store.Reread(ctx, conflicted)
+	if err != nil {
+		return nil
+	}
+	settled := map[string]bool{}
+	for _, a := range fresh {
+		src, err := enrich.DecodeMembers(a.Raw, []string{root})
+		if err != nil {
+			continue
+		}
+		if c := g.gen.Classify(enrich.ReadState(src, root)); c != enrich.NeedsEnrichment && c != enrich.NeedsStages {
+			settled[a.Key()] = true
+		}
+	}
+	return settled
 }
 
 // quarantineDoc is the root object of a quarantined alert: the old root's members,

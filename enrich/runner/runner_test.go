@@ -199,6 +199,30 @@ func TestPoisonAlertQuarantined(t *testing.T) {
 	}
 }
 
+// TestOversizedAlertQuarantinedOnce: an alert over MaxAlertBytes is quarantined at once,
+// and a later process that still sees it (a search that lags, or one that cannot tell)
+// leaves it alone rather than quarantine it again.
+func TestOversizedAlertQuarantinedOnce(t *testing.T) {
+	st := newFakeStore()
+	loadAlerts(st, "alerts-1", 3, time.Now())
+	st.add("alerts-1", "huge", time.Now(), alertSrc("T1021.002", `"pad":"`+strings.Repeat("x", 4096)+`"`))
+	o := testOptions()
+	o.MaxAlertBytes = 2048
+	state := newFakeState(st)
+	r, _ := newRunner(t, st, state, pipeline(t, true), o)
+	if sum, err := r.RunOnce(context.Background()); err == nil || sum.Quarantined != 1 {
+		t.Fatalf("first run: %+v %v, want one alert quarantined", sum, err)
+	}
+	st.unsearchable = true // every alert comes back in scans
+	r2, _ := newRunner(t, st, state, pipeline(t, true), o)
+	if sum, err := r2.RunOnce(context.Background()); err != nil || sum.Quarantined != 0 {
+		t.Fatalf("second run: %+v %v, want nothing quarantined again", sum, err)
+	}
+	if n := st.writesOf("alerts-1", "huge"); n != 1 {
+		t.Fatalf("oversized alert written %d times, want once", n)
+	}
+}
+
 // TestItemFailuresQuarantine: an alert whose write is refused (4xx) or whose retries run
 // out is quarantined after its attempt budget; the others are written.
 func TestItemFailuresQuarantine(t *testing.T) {
