@@ -403,27 +403,7 @@ func (h *harness) run(timeout time.Duration, extraEnv []string, name string, arg
 }
 
 func (h *harness) es(method, path string, body []byte) (int, []byte, error) {
-	var r io.Reader
-	if body != nil {
-		r = bytes.NewReader(body)
-	}
-	req, err := http.NewRequest(method, h.esURL+path, r)
-	if err != nil {
-		return 0, nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if u, p := os.Getenv("ELASTICSEARCH_USERNAME"), os.Getenv("ELASTICSEARCH_PASSWORD"); u != "" {
-		req.SetBasicAuth(u, p)
-	}
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
+	return send(h.esURL, os.Getenv("ELASTICSEARCH_USERNAME"), os.Getenv("ELASTICSEARCH_PASSWORD"), method, path, body)
 }
 
 // scrape returns the daemon's metric families.
@@ -727,65 +707,10 @@ func TestMetricLabelValuesHaveNoIDs(t *testing.T) {
 
 // ---- Kibana ----
 
-// viewIndices returns the test indices a data view covers: the enriched alert indices
-// its patterns match, and this run's mapping detail index for the data view over the
-// default one (config.DefaultDetailsIndex).
+// viewIndices returns the test indices a data view covers (coveredIndices).
 func (h *harness) viewIndices(t *testing.T, dv DataView) []string {
 	t.Helper()
-	var out []string
-	for _, ix := range h.indices {
-		if dv.Matches(ix) {
-			out = append(out, ix)
-		}
-	}
-	for _, p := range dv.Patterns() {
-		if strings.TrimSpace(p) == config.DefaultDetailsIndex {
-			out = append(out, h.details)
-		}
-	}
-	if len(out) == 0 {
-		t.Fatalf("data view %s (%q) matches none of the enriched test indices %v nor %s", dv.ID, dv.Title, h.indices, config.DefaultDetailsIndex)
-	}
-	return out
-}
-
-// fieldMapping is what the tests read of a leaf field's mapping (comparable, so that
-// indices mapping a field alike are one entry).
-type fieldMapping struct {
-	Type                 string
-	NoIndex, NoDocValues bool // "index": false, "doc_values": false
-}
-
-// searchable reports whether queries (exists among them) can run on the field.
-func (m fieldMapping) searchable() bool { return !m.NoIndex }
-
-func fitting(use FieldUse, m fieldMapping) bool {
-	typ := m.Type
-	numeric := map[string]bool{"long": true, "integer": true, "short": true, "byte": true, "double": true,
-		"float": true, "half_float": true, "scaled_float": true, "unsigned_long": true}
-	switch use.Use {
-	case UseTime, UseHistogram:
-		return typ == "date" || typ == "date_nanos"
-	case UseTerms:
-		switch use.DataType {
-		case "string":
-			return typ == "keyword" || typ == "constant_keyword"
-		case "boolean":
-			return typ == "boolean"
-		case "number":
-			return numeric[typ]
-		case "ip":
-			return typ == "ip"
-		case "date":
-			return typ == "date" || typ == "date_nanos"
-		}
-		return false
-	case UseSort:
-		return typ != "object" && typ != "nested" && typ != "text" && !m.NoDocValues
-	case UseQuery:
-		return typ != "object" && typ != "nested" && m.searchable()
-	}
-	return typ != "object" && typ != "nested"
+	return coveredIndices(t, dv, h.indices, h.details)
 }
 
 // TestKibanaFieldsInRealMapping checks that every field a Kibana object references (data
@@ -802,129 +727,10 @@ func TestKibanaFieldsInRealMapping(t *testing.T) {
 	if len(errs) > 0 {
 		t.Fatalf("saved objects: %v", errors.Join(errs...))
 	}
-	byView := map[string][]FieldUse{}
-	for _, u := range uses {
-		byView[u.DataView] = append(byView[u.DataView], u)
-	}
-	for id, us := range byView {
+	for id, us := range usesByView(uses) {
 		dv := views[id]
-		indices := h.viewIndices(t, dv)
-		fields := map[string]bool{}
-		for _, u := range us {
-			fields[u.Field] = true
-		}
-		names := make([]string, 0, len(fields))
-		for f := range fields {
-			names = append(names, f)
-		}
-		sort.Strings(names)
-		path := "/" + strings.Join(indices, ",") + "/_mapping/field/" + strings.Join(names, ",") + "?expand_wildcards=open,hidden"
-		code, body, err := h.es(http.MethodGet, path, nil)
-		if err != nil || code != http.StatusOK {
-			t.Fatalf("GET %s: %d %v %.300s", path, code, err, body)
-		}
-		var got map[string]struct {
-			Mappings map[string]struct {
-				Mapping map[string]struct {
-					Type      string `json:"type"`
-					Index     *bool  `json:"index"`
-					DocValues *bool  `json:"doc_values"`
-				} `json:"mapping"`
-			} `json:"mappings"`
-		}
-		if err := json.Unmarshal(body, &got); err != nil {
-			t.Fatal(err)
-		}
-		types := map[string]map[fieldMapping][]string{} // field -> mapping -> indices
-		for ix, m := range got {
-			for f, fm := range m.Mappings {
-				leaf := f[strings.LastIndex(f, ".")+1:]
-				if types[f] == nil {
-					types[f] = map[fieldMapping][]string{}
-				}
-				mp := fm.Mapping[leaf]
-				key := fieldMapping{Type: mp.Type,
-					NoIndex: mp.Index != nil && !*mp.Index, NoDocValues: mp.DocValues != nil && !*mp.DocValues}
-				types[f][key] = append(types[f][key], ix)
-			}
-		}
-		for _, u := range us {
-			ts := types[u.Field]
-			switch {
-			case len(ts) == 0:
-				t.Errorf("%s: field %s (%s) is not mapped in any index of data view %s", u.Object, u.Field, u.Use, id)
-			case len(ts) > 1:
-				t.Errorf("%s: field %s has conflicting mappings across data view %s: %v", u.Object, u.Field, id, ts)
-			default:
-				for m := range ts {
-					if !fitting(u, m) {
-						t.Errorf("%s: field %s is %+v, which does not fit its use as %s %s", u.Object, u.Field, m, u.Use, u.DataType)
-					}
-				}
-			}
-		}
-		for _, f := range names {
-			var m fieldMapping
-			for k := range types[f] {
-				m = k
-			}
-			if len(types[f]) != 1 {
-				continue // reported above
-			}
-			if n := h.valuesOf(t, dv, indices, f, m); n == 0 {
-				var objs []string
-				for _, u := range us {
-					if u.Field == f {
-						objs = append(objs, u.Object+" ("+u.Use+")")
-					}
-				}
-				t.Errorf("field %s has no value in any document of data view %s (%v): the daemon does not write it in its default shape; used by %v", f, id, indices, objs)
-			}
-		}
+		checkFieldUses(t, h.es, dv, h.viewIndices(t, dv), us)
 	}
-}
-
-// valuesOf counts the documents of a data view's test indices that hold a value of the
-// field: an exists query where the field is indexed, else a scan of the documents'
-// values (fields of "index": false, such as references, cannot be queried).
-func (h *harness) valuesOf(t *testing.T, dv DataView, indices []string, field string, m fieldMapping) int {
-	t.Helper()
-	path := "/" + strings.Join(indices, ",") + "/_search"
-	if dv.AllowHidden {
-		path += "?expand_wildcards=open,hidden"
-	}
-	body := map[string]any{"size": 0, "track_total_hits": true, "query": map[string]any{"exists": map[string]any{"field": field}}}
-	if !m.searchable() {
-		body = map[string]any{"size": 10000, "_source": false, "fields": []string{field}}
-	}
-	b, _ := json.Marshal(body)
-	code, resp, err := h.es(http.MethodPost, path, b)
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("POST %s %s: %d %v %.300s", path, b, code, err, resp)
-	}
-	var r struct {
-		Hits struct {
-			Total struct {
-				Value int `json:"value"`
-			} `json:"total"`
-			Hits []struct {
-				Fields map[string][]any `json:"fields"`
-			} `json:"hits"`
-		} `json:"hits"`
-	}
-	if err := json.Unmarshal(resp, &r); err != nil {
-		t.Fatal(err)
-	}
-	if m.searchable() {
-		return r.Hits.Total.Value
-	}
-	n := 0
-	for _, hit := range r.Hits.Hits {
-		if len(hit.Fields[field]) > 0 {
-			n++
-		}
-	}
-	return n
 }
 
 // TestKibanaQueriesReturnData runs every saved search and every Lens layer as the
@@ -944,49 +750,8 @@ func TestKibanaQueriesReturnData(t *testing.T) {
 			if len(q.Buckets) == 0 {
 				body["size"] = 100
 			}
-			b, _ := json.Marshal(body)
-			path := "/" + strings.Join(h.viewIndices(t, views[q.DataView]), ",") + "/_search"
-			if views[q.DataView].AllowHidden {
-				path += "?expand_wildcards=open,hidden"
-			}
-			code, resp, err := h.es(http.MethodPost, path, b)
-			if err != nil || code != http.StatusOK {
-				t.Fatalf("POST %s %s: %d %v %.500s", path, b, code, err, resp)
-			}
-			var r struct {
-				Hits struct {
-					Total struct {
-						Value int `json:"value"`
-					} `json:"total"`
-					Hits []struct {
-						Fields map[string][]any `json:"fields"`
-					} `json:"hits"`
-				} `json:"hits"`
-				Aggregations map[string]json.RawMessage `json:"aggregations"`
-			}
-			if err := json.Unmarshal(resp, &r); err != nil {
-				t.Fatal(err)
-			}
-			if r.Hits.Total.Value == 0 {
-				t.Fatalf("no alerts match %s", b)
-			}
-			for _, c := range q.Columns {
-				found := false
-				for _, hit := range r.Hits.Hits {
-					if len(hit.Fields[c]) > 0 {
-						found = true
-						break
-					}
-				}
-				if !found {
-					t.Errorf("column %s has no value in the first %d hits", c, len(r.Hits.Hits))
-				}
-			}
-			if len(q.Buckets) > 0 {
-				if depth := bucketDepth(r.Aggregations["b0"], 0); depth < len(q.Buckets) {
-					t.Errorf("only %d of %d bucket levels are non-empty for %s\n%.800s", depth, len(q.Buckets), b, resp)
-				}
-			}
+			dv := views[q.DataView]
+			checkQueryReturnsData(t, h.es, searchPath(dv, h.viewIndices(t, dv)), q, body)
 		})
 	}
 }
@@ -1046,14 +811,6 @@ func (h *harness) checkLink(t *testing.T, views map[string]DataView, searches ma
 			"aggs":  map[string]any{"alert": map[string]any{"top_hits": map[string]any{"size": 1, "_source": []string{root}}}},
 		}},
 	})
-	path := "/" + strings.Join(h.viewIndices(t, dv), ",") + "/_search"
-	if dv.AllowHidden {
-		path += "?expand_wildcards=open,hidden"
-	}
-	code, resp, err := h.es(http.MethodPost, path, body)
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("POST %s %s: %d %v %.500s", path, body, code, err, resp)
-	}
 	var r struct {
 		Aggregations struct {
 			V struct {
@@ -1072,9 +829,7 @@ func (h *harness) checkLink(t *testing.T, views map[string]DataView, searches ma
 			} `json:"v"`
 		} `json:"aggregations"`
 	}
-	if err := json.Unmarshal(resp, &r); err != nil {
-		t.Fatal(err)
-	}
+	search(t, h.es, searchPath(dv, h.viewIndices(t, dv)), body, &r)
 	buckets := r.Aggregations.V.Buckets
 	if len(buckets) == 0 {
 		t.Fatalf("no enriched alert of data view %s has a value of %s", l.DataView, l.Field)
@@ -1156,11 +911,6 @@ func (h *harness) followLink(t *testing.T, views map[string]DataView, searches m
 	}
 	body, _ := json.Marshal(map[string]any{"query": q.KQL.ES(), "size": 10000, "track_total_hits": true,
 		"_source": []string{"ref", "technique", "kind", "capability_id", "name"}})
-	path := "/" + strings.Join(h.viewIndices(t, target), ",") + "/_search"
-	code, resp, err := h.es(http.MethodPost, path, body)
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("POST %s %s: %d %v %.500s", path, body, code, err, resp)
-	}
 	var r struct {
 		Hits struct {
 			Total struct {
@@ -1177,9 +927,7 @@ func (h *harness) followLink(t *testing.T, views map[string]DataView, searches m
 			} `json:"hits"`
 		} `json:"hits"`
 	}
-	if err := json.Unmarshal(resp, &r); err != nil {
-		t.Fatal(err)
-	}
+	search(t, h.es, searchPath(target, h.viewIndices(t, target)), body, &r)
 	if len(r.Hits.Hits) == 0 {
 		t.Errorf("value %s: query %s on %s returns no mapping details", value, q.Title, target.Title)
 		return out
@@ -1220,30 +968,4 @@ func strs(v any) []string {
 		return out
 	}
 	return nil
-}
-
-// bucketDepth returns how many nested levels (b<level>) hold a non-empty bucket.
-func bucketDepth(raw json.RawMessage, level int) int {
-	var agg struct {
-		Buckets []map[string]json.RawMessage `json:"buckets"`
-	}
-	if json.Unmarshal(raw, &agg) != nil {
-		return 0
-	}
-	best := 0
-	for _, b := range agg.Buckets {
-		var n int
-		_ = json.Unmarshal(b["doc_count"], &n)
-		if n == 0 {
-			continue
-		}
-		d := 1
-		if sub, ok := b[fmt.Sprintf("b%d", level+1)]; ok {
-			d += bucketDepth(sub, level+1)
-		}
-		if d > best {
-			best = d
-		}
-	}
-	return best
 }

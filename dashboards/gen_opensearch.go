@@ -200,13 +200,9 @@ func osVis(id, title, desc, ip, query, visType string, params obj, aggs ...obj) 
 	return osObject(id, "visualization", indexRefs(ip), a)
 }
 
-type osPanel struct {
-	id, typ    string
-	x, y, w, h int
-}
-
-// osDashboard: panels refer to their objects by panelRefName panel_<n> (Kibana 7.x).
-func osDashboard(id, title, desc string, panels []osPanel) obj {
+// osDashboard: panels (gen_kibana.go's panel) refer to their objects by panelRefName
+// panel_<n> (Kibana 7.x).
+func osDashboard(id, title, desc string, panels []panel) obj {
 	ps, refs := []any{}, []any{}
 	for i, p := range panels {
 		idx := fmt.Sprint(i + 1)
@@ -295,7 +291,7 @@ func opensearchObjects() []obj {
 
 		osDashboard("enricher-os-dashboard-attack-mappings", "enricher: ATT&CK mappings on alerts",
 			"NIST 800-53 controls and product detections that enricher mapped onto alerts, technique trends, the Wazuh agents and users behind T1021.002, Wazuh rules whose NIST tags differ from CTID's mappings, detection gaps, and quarantined alerts.",
-			[]osPanel{
+			[]panel{
 				{"enricher-os-vis-by-nist-control", "visualization", 0, 0, 24, 15},
 				{"enricher-os-vis-by-detection-product", "visualization", 24, 0, 24, 15},
 				{"enricher-os-vis-technique-over-time", "visualization", 0, 15, 32, 15},

@@ -203,27 +203,7 @@ func Plan(objs []SavedObject) (map[string]DataView, []FieldUse, []Query, []error
 	bad := func(o SavedObject, f string, a ...any) {
 		errs = append(errs, fmt.Errorf("%s %q: %s", o.Type, o.ID, fmt.Sprintf(f, a...)))
 	}
-	byID := map[string]SavedObject{}
-	for _, o := range objs {
-		key := o.Type + "/" + o.ID
-		if _, dup := byID[key]; dup {
-			bad(o, "duplicate id")
-		}
-		byID[key] = o
-	}
-	// Every reference resolves to an object of the referenced type in the same file.
-	for _, o := range objs {
-		names := map[string]bool{}
-		for _, r := range o.References {
-			if names[r.Name] {
-				bad(o, "reference name %q used twice", r.Name)
-			}
-			names[r.Name] = true
-			if _, ok := byID[r.Type+"/"+r.ID]; !ok {
-				bad(o, "reference %q points to %s %q, not in the file", r.Name, r.Type, r.ID)
-			}
-		}
-	}
+	checkReferences(objs, bad)
 	views := map[string]DataView{}
 	for _, o := range objs {
 		if o.Type != "index-pattern" {
@@ -261,24 +241,7 @@ func Plan(objs []SavedObject) (map[string]DataView, []FieldUse, []Query, []error
 	use := func(o SavedObject, dv, field, u, dt string) {
 		uses = append(uses, FieldUse{Object: o.Type + "/" + o.ID, DataView: dv, Field: field, Use: u, DataType: dt})
 	}
-	kql := func(o SavedObject, dv string, q any) *KQL {
-		m, _ := q.(map[string]any)
-		lang, _ := m["language"].(string)
-		text, _ := m["query"].(string)
-		if lang != "kuery" {
-			bad(o, "query language %q: only kuery is supported", lang)
-			return &KQL{}
-		}
-		n, err := ParseKQL(text)
-		if err != nil {
-			bad(o, "%v", err)
-			return &KQL{}
-		}
-		for _, f := range n.Fields() {
-			use(o, dv, f, UseQuery, "")
-		}
-		return n
-	}
+	kql := func(o SavedObject, dv string, q any) *KQL { return planKQL(o, dv, q, use, bad) }
 	for _, o := range objs {
 		switch o.Type {
 		case "index-pattern":
@@ -327,44 +290,12 @@ func Plan(objs []SavedObject) (map[string]DataView, []FieldUse, []Query, []error
 				bad(o, "filters are not supported; use the KQL query")
 			}
 			q := Query{Object: o.Type + "/" + o.ID, Title: o.Title(), DataView: ref.ID, KQL: kql(o, ref.ID, src["query"])}
-			cols, _ := o.Attributes["columns"].([]any)
-			for _, c := range cols {
-				f, _ := c.(string)
-				use(o, ref.ID, f, UseColumn, "")
-				q.Columns = append(q.Columns, f)
-			}
-			if len(q.Columns) == 0 {
-				bad(o, "no columns")
-			}
-			sorts, _ := o.Attributes["sort"].([]any)
-			for _, s := range sorts {
-				pair, _ := s.([]any)
-				if len(pair) != 2 {
-					bad(o, "sort %v: want [field, asc|desc]", s)
-					continue
-				}
-				f, _ := pair[0].(string)
-				dir, _ := pair[1].(string)
-				if f == "" || (dir != "asc" && dir != "desc") {
-					bad(o, "sort %v: want [field, asc|desc]", s)
-					continue
-				}
-				use(o, ref.ID, f, UseSort, "")
-				q.Sort = append(q.Sort, [2]string{f, dir})
-			}
+			planSearch(o, &q, use, bad)
 			queries = append(queries, q)
 		case "lens":
 			queries = append(queries, planLens(o, use, kql, bad)...)
 		case "dashboard":
-			s, _ := o.Attributes["panelsJSON"].(string)
-			var panels []map[string]any
-			if err := json.Unmarshal([]byte(s), &panels); err != nil {
-				bad(o, "panelsJSON: %v", err)
-				continue
-			}
-			if len(panels) == 0 {
-				bad(o, "no panels")
-			}
+			panels := dashboardPanels(o, bad)
 			for _, p := range panels {
 				idx, _ := p["panelIndex"].(string)
 				name, _ := p["panelRefName"].(string)
@@ -379,6 +310,100 @@ func Plan(objs []SavedObject) (map[string]DataView, []FieldUse, []Query, []error
 		}
 	}
 	return views, uses, queries, errs
+}
+
+// checkReferences reports objects of the same type and ID, and every reference that
+// does not resolve to an object of the referenced type in objs or whose name the object
+// uses twice.
+func checkReferences(objs []SavedObject, bad func(SavedObject, string, ...any)) {
+	byID := map[string]bool{}
+	for _, o := range objs {
+		key := o.Type + "/" + o.ID
+		if byID[key] {
+			bad(o, "duplicate id")
+		}
+		byID[key] = true
+	}
+	for _, o := range objs {
+		names := map[string]bool{}
+		for _, r := range o.References {
+			if names[r.Name] {
+				bad(o, "reference name %q used twice", r.Name)
+			}
+			names[r.Name] = true
+			if !byID[r.Type+"/"+r.ID] {
+				bad(o, "reference %q points to %s %q, not in the file", r.Name, r.Type, r.ID)
+			}
+		}
+	}
+}
+
+// planKQL parses the query of a searchSourceJSON ({"language": "kuery", "query": …}) of
+// an object on data view dv, a field use of each field it names; an empty KQL when it
+// cannot.
+func planKQL(o SavedObject, dv string, q any, use func(SavedObject, string, string, string, string),
+	bad func(SavedObject, string, ...any)) *KQL {
+	m, _ := q.(map[string]any)
+	lang, _ := m["language"].(string)
+	text, _ := m["query"].(string)
+	if lang != "kuery" {
+		bad(o, "query language %q: only kuery (KQL, DQL in OpenSearch Dashboards) is supported", lang)
+		return &KQL{}
+	}
+	n, err := ParseKQL(text)
+	if err != nil {
+		bad(o, "%v", err)
+		return &KQL{}
+	}
+	for _, f := range n.Fields() {
+		use(o, dv, f, UseQuery, "")
+	}
+	return n
+}
+
+// planSearch reads a saved search's columns and sort into q, a field use of each on the
+// search's data view (q.DataView).
+func planSearch(o SavedObject, q *Query, use func(SavedObject, string, string, string, string),
+	bad func(SavedObject, string, ...any)) {
+	cols, _ := o.Attributes["columns"].([]any)
+	for _, c := range cols {
+		f, _ := c.(string)
+		use(o, q.DataView, f, UseColumn, "")
+		q.Columns = append(q.Columns, f)
+	}
+	if len(q.Columns) == 0 {
+		bad(o, "no columns")
+	}
+	sorts, _ := o.Attributes["sort"].([]any)
+	for _, s := range sorts {
+		pair, _ := s.([]any)
+		f, dir := "", ""
+		if len(pair) == 2 {
+			f, _ = pair[0].(string)
+			dir, _ = pair[1].(string)
+		}
+		if f == "" || (dir != "asc" && dir != "desc") {
+			bad(o, "sort %v: want [field, asc|desc]", s)
+			continue
+		}
+		use(o, q.DataView, f, UseSort, "")
+		q.Sort = append(q.Sort, [2]string{f, dir})
+	}
+}
+
+// dashboardPanels returns a dashboard's panels (panelsJSON), reporting them when they
+// are not JSON (none then) or there are none.
+func dashboardPanels(o SavedObject, bad func(SavedObject, string, ...any)) []map[string]any {
+	s, _ := o.Attributes["panelsJSON"].(string)
+	var panels []map[string]any
+	if err := json.Unmarshal([]byte(s), &panels); err != nil {
+		bad(o, "panelsJSON: %v", err)
+		return nil
+	}
+	if len(panels) == 0 {
+		bad(o, "no panels")
+	}
+	return panels
 }
 
 // planLink checks one field format: a URL format rendered as a link ("a") whose

@@ -78,13 +78,8 @@ func PlanOpenSearch(objs []SavedObject) (map[string]DataView, []FieldUse, []Quer
 	bad := func(o SavedObject, f string, a ...any) {
 		errs = append(errs, fmt.Errorf("%s %q: %s", o.Type, o.ID, fmt.Sprintf(f, a...)))
 	}
-	byID := map[string]SavedObject{}
+	checkReferences(objs, bad)
 	for _, o := range objs {
-		key := o.Type + "/" + o.ID
-		if _, dup := byID[key]; dup {
-			bad(o, "duplicate id")
-		}
-		byID[key] = o
 		newest, ok := osdTypes[o.Type]
 		if !ok {
 			bad(o, "type %q is not one OpenSearch Dashboards imports from this file (no Lens)", o.Type)
@@ -98,18 +93,6 @@ func PlanOpenSearch(objs []SavedObject) (map[string]DataView, []FieldUse, []Quer
 			bad(o, "no migrationVersion.%s", o.Type)
 		} else if above, err := versionAbove(v, newest); err != nil || above {
 			bad(o, "migrationVersion %s %q is newer than %s (%v)", o.Type, v, newest, err)
-		}
-	}
-	for _, o := range objs {
-		names := map[string]bool{}
-		for _, r := range o.References {
-			if names[r.Name] {
-				bad(o, "reference name %q used twice", r.Name)
-			}
-			names[r.Name] = true
-			if _, ok := byID[r.Type+"/"+r.ID]; !ok {
-				bad(o, "reference %q points to %s %q, not in the file", r.Name, r.Type, r.ID)
-			}
 		}
 	}
 	views := map[string]DataView{}
@@ -173,22 +156,7 @@ func PlanOpenSearch(objs []SavedObject) (map[string]DataView, []FieldUse, []Quer
 		if fs, _ := src["filter"].([]any); len(fs) > 0 {
 			bad(o, "filters are not supported; use the KQL query")
 		}
-		m, _ := src["query"].(map[string]any)
-		lang, _ := m["language"].(string)
-		text, _ := m["query"].(string)
-		if lang != "kuery" {
-			bad(o, "query language %q: only kuery (DQL) is supported", lang)
-			return ref.ID, &KQL{}, true
-		}
-		n, err := ParseKQL(text)
-		if err != nil {
-			bad(o, "%v", err)
-			return ref.ID, &KQL{}, true
-		}
-		for _, f := range n.Fields() {
-			use(o, ref.ID, f, UseQuery, "")
-		}
-		return ref.ID, n, true
+		return ref.ID, planKQL(o, ref.ID, src["query"], use, bad), true
 	}
 	for _, o := range objs {
 		switch o.Type {
@@ -198,30 +166,7 @@ func PlanOpenSearch(objs []SavedObject) (map[string]DataView, []FieldUse, []Quer
 				continue
 			}
 			q := Query{Object: o.Type + "/" + o.ID, Title: o.Title(), DataView: dv, KQL: kql}
-			cols, _ := o.Attributes["columns"].([]any)
-			for _, c := range cols {
-				f, _ := c.(string)
-				use(o, dv, f, UseColumn, "")
-				q.Columns = append(q.Columns, f)
-			}
-			if len(q.Columns) == 0 {
-				bad(o, "no columns")
-			}
-			sorts, _ := o.Attributes["sort"].([]any)
-			for _, s := range sorts {
-				pair, _ := s.([]any)
-				f, dir := "", ""
-				if len(pair) == 2 {
-					f, _ = pair[0].(string)
-					dir, _ = pair[1].(string)
-				}
-				if f == "" || (dir != "asc" && dir != "desc") {
-					bad(o, "sort %v: want [field, asc|desc]", s)
-					continue
-				}
-				use(o, dv, f, UseSort, "")
-				q.Sort = append(q.Sort, [2]string{f, dir})
-			}
+			planSearch(o, &q, use, bad)
 			queries = append(queries, q)
 		case "visualization":
 			dv, kql, ok := source(o)
@@ -233,15 +178,7 @@ func PlanOpenSearch(objs []SavedObject) (map[string]DataView, []FieldUse, []Quer
 				queries = append(queries, q)
 			}
 		case "dashboard":
-			s, _ := o.Attributes["panelsJSON"].(string)
-			var panels []map[string]any
-			if err := json.Unmarshal([]byte(s), &panels); err != nil {
-				bad(o, "panelsJSON: %v", err)
-				continue
-			}
-			if len(panels) == 0 {
-				bad(o, "no panels")
-			}
+			panels := dashboardPanels(o, bad)
 			seen := map[string]bool{}
 			for _, p := range panels {
 				idx, _ := p["panelIndex"].(string)

@@ -30,7 +30,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -243,46 +242,13 @@ func (o *osHarness) run(timeout time.Duration, name string, args ...string) ([]b
 }
 
 func (o *osHarness) do(method, path string, body []byte) (int, []byte, error) {
-	var r io.Reader
-	if body != nil {
-		r = bytes.NewReader(body)
-	}
-	req, err := http.NewRequest(method, o.url+path, r)
-	if err != nil {
-		return 0, nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
+	return send(o.url, "", "", method, path, body)
 }
 
-// patternIndices returns the test indices an index pattern covers: the enriched alert
-// indices its patterns match, and this run's mapping detail index for the pattern over
-// the default one.
+// patternIndices returns the test indices an index pattern covers (coveredIndices).
 func (o *osHarness) patternIndices(t *testing.T, dv DataView) []string {
 	t.Helper()
-	var out []string
-	for _, ix := range o.indices {
-		if dv.Matches(ix) {
-			out = append(out, ix)
-		}
-	}
-	for _, p := range dv.Patterns() {
-		if strings.TrimSpace(p) == config.DefaultDetailsIndex {
-			out = append(out, o.details)
-		}
-	}
-	if len(out) == 0 {
-		t.Fatalf("index pattern %s (%q) matches none of the enriched test indices %v nor %s", dv.ID, dv.Title, o.indices, config.DefaultDetailsIndex)
-	}
-	return out
+	return coveredIndices(t, dv, o.indices, o.details)
 }
 
 func planOpenSearch(t *testing.T) (map[string]DataView, []FieldUse, []Query) {
@@ -304,125 +270,18 @@ func planOpenSearch(t *testing.T) (map[string]DataView, []FieldUse, []Query) {
 func TestOpenSearchDashboardsFieldsInRealMapping(t *testing.T) {
 	o := osEnv(t)
 	views, uses, _ := planOpenSearch(t)
-	byView := map[string][]FieldUse{}
-	for _, u := range uses {
-		byView[u.DataView] = append(byView[u.DataView], u)
-	}
+	byView := usesByView(uses)
 	ids := make([]string, 0, len(byView))
 	for id := range byView {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		us := byView[id]
 		t.Run(id, func(t *testing.T) {
-			indices := o.patternIndices(t, views[id])
-			set := map[string]bool{}
-			for _, u := range us {
-				set[u.Field] = true
-			}
-			names := make([]string, 0, len(set))
-			for f := range set {
-				names = append(names, f)
-			}
-			sort.Strings(names)
-			path := "/" + strings.Join(indices, ",") + "/_mapping/field/" + strings.Join(names, ",")
-			code, body, err := o.do(http.MethodGet, path, nil)
-			if err != nil || code != http.StatusOK {
-				t.Fatalf("GET %s: %d %v %.300s", path, code, err, body)
-			}
-			var got map[string]struct {
-				Mappings map[string]struct {
-					Mapping map[string]struct {
-						Type      string `json:"type"`
-						Index     *bool  `json:"index"`
-						DocValues *bool  `json:"doc_values"`
-					} `json:"mapping"`
-				} `json:"mappings"`
-			}
-			if err := json.Unmarshal(body, &got); err != nil {
-				t.Fatal(err)
-			}
-			types := map[string]map[fieldMapping][]string{}
-			for ix, m := range got {
-				for f, fm := range m.Mappings {
-					mp := fm.Mapping[f[strings.LastIndex(f, ".")+1:]]
-					if types[f] == nil {
-						types[f] = map[fieldMapping][]string{}
-					}
-					key := fieldMapping{Type: mp.Type, NoIndex: mp.Index != nil && !*mp.Index, NoDocValues: mp.DocValues != nil && !*mp.DocValues}
-					types[f][key] = append(types[f][key], ix)
-				}
-			}
-			for _, u := range us {
-				ts := types[u.Field]
-				switch {
-				case len(ts) == 0:
-					t.Errorf("%s: field %s (%s) is not mapped in any index of %v", u.Object, u.Field, u.Use, indices)
-				case len(ts) > 1:
-					t.Errorf("%s: field %s has conflicting mappings across %v: %v", u.Object, u.Field, indices, ts)
-				default:
-					for m := range ts {
-						if !fitting(u, m) {
-							t.Errorf("%s: field %s is %+v, which does not fit its use as %s %s", u.Object, u.Field, m, u.Use, u.DataType)
-						}
-					}
-				}
-			}
-			for _, f := range names {
-				if len(types[f]) != 1 {
-					continue // reported above
-				}
-				var m fieldMapping
-				for k := range types[f] {
-					m = k
-				}
-				if n := o.valuesOf(t, indices, f, m); n == 0 {
-					t.Errorf("field %s has no value in any document of %v", f, indices)
-				}
-			}
+			dv := views[id]
+			checkFieldUses(t, o.do, dv, o.patternIndices(t, dv), byView[id])
 		})
 	}
-}
-
-// valuesOf counts the documents of indices that hold a value of the field: an exists
-// query where the field is indexed, else a scan of the documents' values (fields of
-// "index": false, such as the details' references, cannot be queried).
-func (o *osHarness) valuesOf(t *testing.T, indices []string, field string, m fieldMapping) int {
-	t.Helper()
-	body := map[string]any{"size": 0, "track_total_hits": true, "query": map[string]any{"exists": map[string]any{"field": field}}}
-	if !m.searchable() {
-		body = map[string]any{"size": 10000, "_source": false, "fields": []string{field}}
-	}
-	b, _ := json.Marshal(body)
-	path := "/" + strings.Join(indices, ",") + "/_search"
-	code, resp, err := o.do(http.MethodPost, path, b)
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("POST %s %s: %d %v %.300s", path, b, code, err, resp)
-	}
-	var r struct {
-		Hits struct {
-			Total struct {
-				Value int `json:"value"`
-			} `json:"total"`
-			Hits []struct {
-				Fields map[string][]any `json:"fields"`
-			} `json:"hits"`
-		} `json:"hits"`
-	}
-	if err := json.Unmarshal(resp, &r); err != nil {
-		t.Fatal(err)
-	}
-	if m.searchable() {
-		return r.Hits.Total.Value
-	}
-	n := 0
-	for _, hit := range r.Hits.Hits {
-		if len(hit.Fields[field]) > 0 {
-			n++
-		}
-	}
-	return n
 }
 
 // TestOpenSearchDashboardsQueriesReturnData runs every saved search and visualization as
@@ -449,47 +308,8 @@ func TestOpenSearchDashboardsQueriesReturnData(t *testing.T) {
 						"gte": "now-1d", "lte": "now+1h", "format": "strict_date_optional_time"}}},
 				}}}
 			}
-			b, _ := json.Marshal(body)
-			path := "/" + strings.Join(o.patternIndices(t, dv), ",") + "/_search"
-			code, resp, err := o.do(http.MethodPost, path, b)
-			if err != nil || code != http.StatusOK {
-				t.Fatalf("POST %s %s: %d %v %.500s", path, b, code, err, resp)
-			}
-			var r struct {
-				Hits struct {
-					Total struct {
-						Value int `json:"value"`
-					} `json:"total"`
-					Hits []struct {
-						Fields map[string][]any `json:"fields"`
-					} `json:"hits"`
-				} `json:"hits"`
-				Aggregations map[string]json.RawMessage `json:"aggregations"`
-			}
-			if err := json.Unmarshal(resp, &r); err != nil {
-				t.Fatal(err)
-			}
-			if r.Hits.Total.Value == 0 {
-				t.Fatalf("no alerts match %s on %s", b, path)
-			}
-			for _, c := range q.Columns {
-				found := false
-				for _, hit := range r.Hits.Hits {
-					if len(hit.Fields[c]) > 0 {
-						found = true
-						break
-					}
-				}
-				if !found {
-					t.Errorf("column %s has no value in the first %d hits", c, len(r.Hits.Hits))
-				}
-			}
-			if len(q.Buckets) > 0 {
-				if depth := bucketDepth(r.Aggregations["b0"], 0); depth < len(q.Buckets) {
-					t.Errorf("only %d of %d bucket levels are non-empty for %s\n%.800s", depth, len(q.Buckets), b, resp)
-				}
-			}
-			t.Logf("%d hits", r.Hits.Total.Value)
+			n := checkQueryReturnsData(t, o.do, searchPath(dv, o.patternIndices(t, dv)), q, body)
+			t.Logf("%d hits", n)
 		})
 	}
 }
@@ -518,11 +338,6 @@ func TestOpenSearchDashboardsMappingDetailsLookup(t *testing.T) {
 	field := enrich.Under(enrich.DefaultRoot, enrich.FieldDetails)
 	b, _ := json.Marshal(map[string]any{"size": 0, "query": t1021.KQL.ES(),
 		"aggs": map[string]any{"v": map[string]any{"terms": map[string]any{"field": field, "size": 100}}}})
-	path := "/" + strings.Join(o.patternIndices(t, views[t1021.DataView]), ",") + "/_search"
-	code, resp, err := o.do(http.MethodPost, path, b)
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("POST %s %s: %d %v %.500s", path, b, code, err, resp)
-	}
 	var r struct {
 		Aggregations struct {
 			V struct {
@@ -532,12 +347,12 @@ func TestOpenSearchDashboardsMappingDetailsLookup(t *testing.T) {
 			} `json:"v"`
 		} `json:"aggregations"`
 	}
-	if err := json.Unmarshal(resp, &r); err != nil {
-		t.Fatal(err)
-	}
+	dv := views[t1021.DataView]
+	search(t, o.do, searchPath(dv, o.patternIndices(t, dv)), b, &r)
 	if len(r.Aggregations.V.Buckets) == 0 {
 		t.Fatalf("no %s value on the Wazuh T1021.002 alerts", field)
 	}
+	detailsView := views[details.DataView]
 	for _, bk := range r.Aggregations.V.Buckets {
 		q, err := ParseKQL(fmt.Sprintf(`ref : "%s"`, bk.Key))
 		if err != nil {
@@ -545,11 +360,6 @@ func TestOpenSearchDashboardsMappingDetailsLookup(t *testing.T) {
 		}
 		body, _ := json.Marshal(map[string]any{"query": map[string]any{"bool": map[string]any{"filter": []any{details.KQL.ES(), q.ES()}}},
 			"size": 1000, "_source": []string{"ref", "technique"}})
-		path := "/" + strings.Join(o.patternIndices(t, views[details.DataView]), ",") + "/_search"
-		code, resp, err := o.do(http.MethodPost, path, body)
-		if err != nil || code != http.StatusOK {
-			t.Fatalf("POST %s %s: %d %v %.500s", path, body, code, err, resp)
-		}
 		var d struct {
 			Hits struct {
 				Hits []struct {
@@ -559,9 +369,7 @@ func TestOpenSearchDashboardsMappingDetailsLookup(t *testing.T) {
 				} `json:"hits"`
 			} `json:"hits"`
 		}
-		if err := json.Unmarshal(resp, &d); err != nil {
-			t.Fatal(err)
-		}
+		search(t, o.do, searchPath(detailsView, o.patternIndices(t, detailsView)), body, &d)
 		if len(d.Hits.Hits) == 0 {
 			t.Errorf("ref : %q returns no mapping details", bk.Key)
 		}
