@@ -26,6 +26,8 @@ func TestDivide(t *testing.T) {
 		{[]Member{m("c", 1), m("a", 2)}, m("c", 1), share{known: true, members: 1,
 			reason: "replica a runs a newer generation (2, ours 1); this one waits until it loads the same rules"}},
 		{[]Member{m("c", 0), m("a", 2)}, m("c", 0), share{known: true, members: 1, reason: "generation not registered yet"}},
+		// One name held by two processes counts once: no slice is left to nobody.
+		{[]Member{m("a", 1), m("b", 1), m("a", 1)}, m("b", 1), share{known: true, active: true, slice: Slice{1, 2}, members: 2}},
 	}
 	for i, c := range cases {
 		if got := divide(c.members, c.self); got != c.want {

@@ -248,9 +248,13 @@ func scrape(addr, series string) float64 {
 	return 0
 }
 
-// countMatching counts what a search body's query selects in index; -1 on error.
+// countMatching counts what a search body (nil: every document) selects in index; -1
+// on error.
 func countMatching(ctx context.Context, c *elastic.Client, index string, query map[string]any) int {
-	b, _ := json.Marshal(query)
+	var b []byte
+	if query != nil {
+		b, _ = json.Marshal(query)
+	}
 	code, body, err := c.Do(ctx, "other", http.MethodPost, "/"+url.PathEscape(index)+"/_count",
 		url.Values{"expand_wildcards": {"open,hidden"}}, b)
 	if err != nil || code != 200 {

@@ -394,7 +394,7 @@ func idleCost(ctx context.Context, c *elastic.Client, n int) (time.Duration, err
 	if err != nil {
 		return 0, err
 	}
-	if have := countDocs(ctx, c, index); have != n {
+	if have := countMatching(ctx, c, index, nil); have != n {
 		fmt.Printf("  building %s: %d enriched alerts (kept for later runs)\n", index, n)
 		if err := buildIdle(ctx, c, index, n, p.WithGeneration(gen)); err != nil {
 			return 0, err
@@ -420,18 +420,6 @@ func idleCost(ctx context.Context, c *elastic.Client, n int) (time.Duration, err
 	}
 	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
 	return ds[len(ds)/2], nil
-}
-
-func countDocs(ctx context.Context, c *elastic.Client, index string) int {
-	code, body, err := c.Do(ctx, "other", http.MethodGet, "/"+index+"/_count", nil, nil)
-	if err != nil || code != http.StatusOK {
-		return -1
-	}
-	var r struct {
-		Count int `json:"count"`
-	}
-	_ = json.Unmarshal(body, &r)
-	return r.Count
 }
 
 // buildIdle loads n alerts, enriched offline by p (its generation stamped), with
