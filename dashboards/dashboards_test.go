@@ -162,9 +162,10 @@ func (h *harness) start() error {
 		sample.KibanaAlias:   h.space.Alias(),
 		sample.EndpointIndex: "logs-endpoint.alerts-" + id,
 		sample.WazuhIndex:    "wazuh-alerts-" + id,
+		sample.Wazuh5Index:   "wazuh-findings-v5-" + id,
 		sample.SigmaIndex:    "sigma-alerts-" + id,
 	}
-	h.indices = []string{rename[sample.KibanaAlias], rename[sample.EndpointIndex], rename[sample.WazuhIndex], rename[sample.SigmaIndex]}
+	h.indices = []string{rename[sample.KibanaAlias], rename[sample.EndpointIndex], rename[sample.WazuhIndex], rename[sample.Wazuh5Index], rename[sample.SigmaIndex]}
 	h.details = config.DefaultDetailsIndex + "-" + id
 	h.state = ".enricher-state-" + id
 	h.cleanups = append(h.cleanups, h.deleteIndices)

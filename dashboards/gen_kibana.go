@@ -33,7 +33,7 @@ const (
 	dvAll      = "enricher-alerts-all-sources" // every alert source enricher polls: only attack_mappings.* and @timestamp are used
 
 	titleSecurity = ".alerts-security.alerts-*"
-	titleAll      = ".alerts-security.alerts-*,logs-endpoint.alerts-*,wazuh-alerts-*,sigma-alerts-*"
+	titleAll      = ".alerts-security.alerts-*,logs-endpoint.alerts-*,wazuh-alerts-*,wazuh-findings-v5*,sigma-alerts-*"
 
 	// The mapping detail index (output.details_index): one document per mapping, no time field.
 	dvDetails     = "enricher-mapping-details"

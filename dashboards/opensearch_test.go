@@ -127,10 +127,11 @@ func (o *osHarness) start() error {
 	id := fmt.Sprintf("osd%d%d", os.Getpid(), time.Now().UnixNano()%1e6)
 	rename := map[string]string{
 		sample.WazuhIndex:    "wazuh-alerts-" + id,
+		sample.Wazuh5Index:   "wazuh-findings-v5-" + id,
 		sample.SigmaIndex:    "sigma-alerts-" + id,
 		sample.EndpointIndex: "logs-endpoint.alerts-" + id,
 	}
-	o.indices = []string{rename[sample.WazuhIndex], rename[sample.SigmaIndex], rename[sample.EndpointIndex]}
+	o.indices = []string{rename[sample.WazuhIndex], rename[sample.Wazuh5Index], rename[sample.SigmaIndex], rename[sample.EndpointIndex]}
 	o.details = config.DefaultDetailsIndex + "-" + id
 	o.state = ".enricher-state-" + id
 	o.cleanups = append(o.cleanups, o.deleteIndices)

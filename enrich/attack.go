@@ -111,7 +111,7 @@ func (s *AttackStage) RulesVersion() string { return s.rs.Version() }
 // changes what the stage writes for the same alert.
 func (s *AttackStage) Fingerprint() string {
 	h := sha256.New()
-	fmt.Fprintf(h, "rules %s\ninherit %t\nroot %s\ndetail %s\ncompliance %s\n", s.rs.Hash(), s.inherit, s.root, s.detail, ComplianceField)
+	fmt.Fprintf(h, "rules %s\ninherit %t\nroot %s\ndetail %s\ncompliance %s\n", s.rs.Hash(), s.inherit, s.root, s.detail, strings.Join(ComplianceFields, ","))
 	for _, f := range s.fields {
 		fmt.Fprintf(h, "field %s %s\n", f.Kind, f.Path)
 	}
@@ -126,11 +126,11 @@ func (s *AttackStage) TechniqueFields() []Field { return s.fields }
 
 // Fields implements Stage: the technique fields.
 func (s *AttackStage) Fields() []string {
-	out := make([]string, 0, len(s.fields)+1)
+	out := make([]string, 0, len(s.fields)+len(ComplianceFields))
 	for _, f := range s.fields {
 		out = append(out, f.Path)
 	}
-	return append(out, ComplianceField)
+	return append(out, ComplianceFields...)
 }
 
 // Enrich implements Stage. It never fails: bad values are skipped and reported on the alert.

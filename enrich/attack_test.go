@@ -170,6 +170,32 @@ func TestComplianceCheck(t *testing.T) {
 		len(c.OnlyCTID) != 14 || !c.Differs {
 		t.Fatalf("compliance check: %+v\n%s", c, b)
 	}
+	// A Wazuh 5 finding: its technique and its rule's compliance tags sit under wazuh.rule.
+	finding := map[string]any{"wazuh": map[string]any{"rule": map[string]any{
+		"mitre":      map[string]any{"technique": map[string]any{"id": []any{"T1021.002"}, "name": []any{"SMB/Windows Admin Shares"}}},
+		"compliance": map[string]any{"nist_800_53": []any{"AC-17", "SI-4"}, "pci_dss": []any{"10.2.5"}},
+	}}}
+	if ids, _ := ExtractTechniques(finding, DefaultFields); strings.Join(ids, ",") != "T1021.002" {
+		t.Fatalf("Wazuh 5 technique: %v", ids)
+	}
+	got.Check = struct {
+		Field     string   `json:"field"`
+		Both      []string `json:"both"`
+		OnlyAlert []string `json:"only_alert"`
+		OnlyCTID  []string `json:"only_ctid"`
+		Differs   bool     `json:"differs"`
+	}{}
+	b, _ = json.Marshal(st.Document(finding, "now"))
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if c := got.Check; c.Field != "wazuh.rule.compliance.nist_800_53" || strings.Join(c.Both, ",") != "AC-17,SI-4" || len(c.OnlyAlert) != 0 || !c.Differs {
+		t.Fatalf("Wazuh 5 compliance check: %+v\n%s", c, b)
+	}
+	// Sigma-style tags on a Wazuh 5 rule.
+	if ids, _ := ExtractTechniques(map[string]any{"wazuh.rule.tags": []any{"attack.lateral-movement", "attack.t1021.002"}}, DefaultFields); strings.Join(ids, ",") != "T1021.002" {
+		t.Fatalf("Wazuh 5 tags: %v", ids)
+	}
 	// An alert without the tags has no check.
 	b, _ = json.Marshal(st.Document(map[string]any{"rule": map[string]any{"mitre": map[string]any{"id": "T1021.002"}}}, "now"))
 	if strings.Contains(string(b), "compliance_check") {

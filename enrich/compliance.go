@@ -5,16 +5,20 @@ import (
 	"strings"
 )
 
-// ComplianceField is where Wazuh keeps the NIST SP 800-53 controls its rule authors tagged
-// the rule with ("AC.7", "AU.14"). On an alert that carries it, the ATT&CK stage compares
-// them with the NIST controls CTID maps to the alert's techniques (<root>.compliance_check).
-const ComplianceField = "rule.nist_800_53"
+// ComplianceFields are where Wazuh keeps the NIST SP 800-53 controls its rule authors
+// tagged the rule with: rule.nist_800_53 on Wazuh 4.x alerts ("AC.7", "AU.14"),
+// wazuh.rule.compliance.nist_800_53 on Wazuh 5 findings. On an alert that carries one, the
+// ATT&CK stage compares its controls with the NIST controls CTID maps to the alert's
+// techniques (<root>.compliance_check); the first field that holds a control is the one
+// compared, and the check names it.
+var ComplianceFields = []string{"rule.nist_800_53", "wazuh.rule.compliance.nist_800_53"}
 
-// maxComplianceValues bounds the values read from ComplianceField on one alert.
+// maxComplianceValues bounds the values read from a compliance field on one alert.
 const maxComplianceValues = 64
 
 // ComplianceCheck compares an alert's own NIST tags with CTID's NIST mappings.
 type ComplianceCheck struct {
+	Field     string   // the alert's field the tags were read from (one of ComplianceFields)
 	Both      []string // tagged by the alert's rule and mapped by CTID
 	OnlyAlert []string // tagged by the rule, not mapped by CTID
 	OnlyCTID  []string // mapped by CTID, not tagged by the rule
@@ -51,23 +55,30 @@ func NormalizeNISTControl(s string) string {
 // src carries none.
 func complianceCheck(src map[string]any, ctid []string) *ComplianceCheck {
 	tagged := map[string]bool{}
-	n := 0
-	for _, v := range Values(src, ComplianceField) {
-		s, ok := v.(string)
-		if !ok {
-			continue
+	field := ""
+	for _, f := range ComplianceFields {
+		n := 0
+		for _, v := range Values(src, f) {
+			s, ok := v.(string)
+			if !ok {
+				continue
+			}
+			if n++; n > maxComplianceValues {
+				break
+			}
+			if id := NormalizeNISTControl(s); id != "" {
+				tagged[id] = true
+			}
 		}
-		if n++; n > maxComplianceValues {
+		if len(tagged) > 0 {
+			field = f
 			break
-		}
-		if id := NormalizeNISTControl(s); id != "" {
-			tagged[id] = true
 		}
 	}
 	if len(tagged) == 0 {
 		return nil
 	}
-	c := &ComplianceCheck{Both: []string{}, OnlyAlert: []string{}, OnlyCTID: []string{}}
+	c := &ComplianceCheck{Field: field, Both: []string{}, OnlyAlert: []string{}, OnlyCTID: []string{}}
 	for _, id := range ctid {
 		if tagged[id] {
 			c.Both = append(c.Both, id)
@@ -96,7 +107,9 @@ func (c *ComplianceCheck) appendJSON(dst []byte) []byte {
 		}
 		return append(dst, ']')
 	}
-	dst = append(dst, `{"field":"`+ComplianceField+`","framework":"nist_800_53",`...)
+	dst = append(dst, `{"field":`...)
+	dst = appendJSONString(dst, c.Field)
+	dst = append(dst, `,"framework":"nist_800_53",`...)
 	dst = list(dst, "both", c.Both)
 	dst = append(dst, ',')
 	dst = list(dst, "only_alert", c.OnlyAlert)

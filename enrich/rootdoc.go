@@ -50,7 +50,7 @@ type RootDoc struct {
 	Problems   []Problem
 	Pending    []string
 	Generation Generation
-	// Compliance is set on alerts that carry their own NIST tags (ComplianceField).
+	// Compliance is set on alerts that carry their own NIST tags (ComplianceFields).
 	Compliance *ComplianceCheck
 }
 

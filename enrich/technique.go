@@ -26,7 +26,9 @@ type Field struct {
 }
 
 // DefaultFields are the places real alerts carry technique IDs: Kibana detection alerts,
-// ECS threat.* (Elastic Defend, Defender XDR), Wazuh, and Sigma-style tags.
+// ECS threat.* (Elastic Defend, Defender XDR), Wazuh 4.x alerts (rule.mitre.id), Wazuh 5
+// findings (wazuh.rule.mitre.technique.id, and Sigma-style wazuh.rule.tags), and
+// Sigma-style tags.
 var DefaultFields = []Field{
 	{Path: "kibana.alert.rule.threat.technique.id", Kind: FieldID},
 	{Path: "kibana.alert.rule.threat.technique.subtechnique.id", Kind: FieldID},
@@ -35,6 +37,8 @@ var DefaultFields = []Field{
 	{Path: "rule.mitre.id", Kind: FieldID},
 	{Path: "tags", Kind: FieldTag},
 	{Path: "kibana.alert.rule.tags", Kind: FieldTag},
+	{Path: "wazuh.rule.mitre.technique.id", Kind: FieldID},
+	{Path: "wazuh.rule.tags", Kind: FieldTag},
 }
 
 // Problem reasons: low-cardinality, used as metric label values.

@@ -90,7 +90,7 @@ type Elasticsearch struct {
 
 // Alerts says where alerts are and where technique IDs are on them.
 type Alerts struct {
-	// Indices are index patterns to poll; default .alerts-security.alerts-*.
+	// Indices are index patterns to poll; default DefaultIndices.
 	Indices []string `yaml:"indices"`
 	// Fields where ATT&CK IDs are found; default enrich.DefaultFields.
 	Fields []enrich.Field `yaml:"fields"`
@@ -189,12 +189,18 @@ type Daemon struct {
 	Lease time.Duration `yaml:"lease"`
 }
 
+// DefaultIndices are where the alerts enricher knows sit by default: Kibana's security
+// alerts (hidden backing indices behind one alias per space), Wazuh 4.x alerts (daily
+// indices of the Wazuh indexer) and Wazuh 5 findings (data streams). Patterns that match
+// nothing cost nothing.
+var DefaultIndices = []string{".alerts-security.alerts-*", "wazuh-alerts-4.x-*", "wazuh-findings-v5*"}
+
 // Default returns the configuration used when a file does not set a field.
 func Default() Config {
 	t := true
 	return Config{
 		Elasticsearch: Elasticsearch{RequestTimeout: 30 * time.Second},
-		Alerts:        Alerts{Indices: []string{".alerts-security.alerts-*"}, TimeField: "@timestamp"},
+		Alerts:        Alerts{Indices: append([]string(nil), DefaultIndices...), TimeField: "@timestamp"},
 		Rules:         Rules{InheritParent: &t},
 		Output:        Output{Root: "attack_mappings", InstallMappings: &t, Detail: enrich.DetailCompact, DetailsIndex: DefaultDetailsIndex},
 		Daemon: Daemon{

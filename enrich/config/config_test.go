@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/enricher-dev/enricher/enrich"
 )
 
 func TestLoadBadConfigs(t *testing.T) {
@@ -81,8 +83,8 @@ func TestLoadValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := len(cfg.Alerts.Fields); got != 8 {
-		t.Fatalf("fields = %d, want the 7 defaults plus 1 extra", got)
+	if got, want := len(cfg.Alerts.Fields), len(enrich.DefaultFields)+1; got != want {
+		t.Fatalf("fields = %d, want the %d defaults plus 1 extra", got, want-1)
 	}
 	if *cfg.Rules.InheritParent || cfg.Plugins[0].Timeout != 5*time.Second || cfg.Daemon.BatchSize != 1000 {
 		t.Fatalf("config not read: %+v", cfg)

@@ -348,6 +348,129 @@ func TestWazuhDailyIndicesComplianceCheck(t *testing.T) {
 	}
 }
 
+// Wazuh 5 findings in a data stream, as the Wazuh indexer (OpenSearch) keeps them: found
+// by the default pattern's shape, enriched in their backing indices (.ds-…) with the
+// rule's own NIST tags (wazuh.rule.compliance.nist_800_53) compared with CTID's, and a
+// finding in the backing index a rollover makes is enriched and mapped too. OpenSearch
+// only: Elasticsearch's minimal build cannot delete a data stream again (make test runs
+// this in its OpenSearch pass).
+func TestOpenSearchWazuh5Findings(t *testing.T) {
+	c := newClient(t, esURL(), nil)
+	ctx := context.Background()
+	if srv, err := c.Server(ctx); err != nil || srv.Distribution != elastic.DistributionOpenSearch {
+		t.Fatalf("ELASTICSEARCH_URL=%s is %+v (%v): this test needs OpenSearch (make opensearch-up)", esURL(), srv, err)
+	}
+	stream := fmt.Sprintf("wazuh-findings-v5-t%d%04d", time.Now().UnixNano()%1e9, rand.IntN(10000))
+	do := func(method, path string, body any) []byte {
+		t.Helper()
+		var b []byte
+		if body != nil {
+			b, _ = json.Marshal(body)
+		}
+		code, resp, err := c.Do(ctx, "other", method, path, nil, b)
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("%s %s: status %d %v %s", method, path, code, err, resp)
+		}
+		return resp
+	}
+	t.Cleanup(func() {
+		c.Do(ctx, "other", http.MethodDelete, "/_data_stream/"+stream, nil, nil)
+		c.Do(ctx, "other", http.MethodDelete, "/_index_template/"+stream, nil, nil)
+	})
+	do(http.MethodPut, "/_index_template/"+stream, map[string]any{
+		"index_patterns": []string{stream + "*"}, "data_stream": map[string]any{}, "priority": 500,
+		"template": map[string]any{
+			"settings": map[string]any{"number_of_shards": 1, "number_of_replicas": 0},
+			"mappings": map[string]any{"dynamic_templates": []any{map[string]any{"strings": map[string]any{
+				"match_mapping_type": "string", "mapping": map[string]any{"type": "keyword"}}}}},
+		},
+	})
+	// Data streams take only create operations.
+	load := func(docs []sample.Doc) {
+		t.Helper()
+		var bulk strings.Builder
+		for _, d := range docs {
+			src, _ := json.Marshal(d.Source)
+			fmt.Fprintf(&bulk, "{\"create\":{\"_index\":%q,\"_id\":%q}}\n%s\n", stream, d.ID, src)
+		}
+		code, resp, err := c.Do(ctx, "bulk", http.MethodPost, "/_bulk", url.Values{"refresh": {"true"}}, []byte(bulk.String()))
+		if err != nil || code != http.StatusOK || strings.Contains(string(resp), `"errors":true`) {
+			t.Fatalf("load findings: status %d %v %.500s", code, err, resp)
+		}
+	}
+	var docs []sample.Doc
+	for _, d := range sample.Generate(600, 7) {
+		if d.Index == sample.Wazuh5Index {
+			docs = append(docs, d)
+		}
+	}
+	if len(docs) < 20 {
+		t.Fatalf("only %d Wazuh 5 findings in the sample", len(docs))
+	}
+	load(docs)
+	h := newHarness(t, c, nil, []string{stream + "*"}, nil)
+	if res, err := h.r.RunOnce(ctx); err != nil || res.Written != len(docs) {
+		t.Fatalf("findings: %+v %v, want %d written", res, err, len(docs))
+	}
+	do(http.MethodPost, "/"+stream+"/_rollover", nil)
+	next := docs[0]
+	next.ID = "after-rollover"
+	load([]sample.Doc{next})
+	if res, err := h.r.RunOnce(ctx); err != nil || res.Written != 1 {
+		t.Fatalf("after rollover: %+v %v, want 1 written", res, err)
+	}
+
+	hits := searchAll(t, c, stream, map[string]any{"match_all": map[string]any{}})
+	backing := map[string]bool{}
+	for _, hit := range hits {
+		backing[hit.Index] = true
+		r := root(hit)
+		cc, _ := r["compliance_check"].(map[string]any)
+		if !strings.HasPrefix(hit.Index, ".ds-"+stream) || hit.Version != 2 || cc == nil ||
+			cc["field"] != "wazuh.rule.compliance.nist_800_53" || !slices.Contains(cc["only_alert"].([]any), "AU-14") ||
+			cc["differs"] != true || len(r["techniques"].([]any)) == 0 {
+			t.Fatalf("%s in %s (version %d): %v", hit.ID, hit.Index, hit.Version, r)
+		}
+		// CTID maps SI-4 and AC-17 to T1021.002, as the rule's author did.
+		if slices.Contains(r["techniques"].([]any), "T1021.002") && strings.Join(anyStrings(cc["both"]), ",") != "AC-17,SI-4" {
+			t.Fatalf("%s: %v", hit.ID, cc)
+		}
+		// Wazuh's own fields are as the indexer wrote them.
+		rule := hit.Source["wazuh"].(map[string]any)["rule"].(map[string]any)
+		if fmt.Sprint(rule["compliance"].(map[string]any)["nist_800_53"]) != "[AC-17 AU-14 SI-4]" {
+			t.Fatalf("%s: Wazuh's compliance tags changed: %v", hit.ID, rule["compliance"])
+		}
+	}
+	if len(hits) != len(docs)+1 || len(backing) != 2 {
+		t.Fatalf("%d findings in %d backing indices, want %d in 2", len(hits), len(backing), len(docs)+1)
+	}
+	// Both backing indices carry enricher's mapping, the one the rollover made included.
+	var mappings map[string]struct {
+		Mappings struct {
+			Properties map[string]any `json:"properties"`
+		} `json:"mappings"`
+	}
+	if err := json.Unmarshal(do(http.MethodGet, "/"+stream+"/_mapping", nil), &mappings); err != nil {
+		t.Fatal(err)
+	}
+	for ix, m := range mappings {
+		if m.Mappings.Properties["attack_mappings"] == nil {
+			t.Fatalf("%s: no attack_mappings mapping", ix)
+		}
+	}
+	if len(mappings) != 2 {
+		t.Fatalf("mappings of %d backing indices, want 2", len(mappings))
+	}
+}
+
+func anyStrings(v any) []string {
+	var out []string
+	for _, x := range v.([]any) {
+		out = append(out, fmt.Sprint(x))
+	}
+	return out
+}
+
 // Details of the same ruleset written in an older format (no format field, a marker
 // without the format in its id) are replaced, not kept beside the new ones.
 func TestDetailIndexOlderFormatReplaced(t *testing.T) {

@@ -163,6 +163,7 @@ func testLogger(t testing.TB) *slog.Logger {
 }
 
 type searchHit struct {
+	Index   string         `json:"_index"`
 	ID      string         `json:"_id"`
 	Version int            `json:"_version"`
 	Source  map[string]any `json:"_source"`

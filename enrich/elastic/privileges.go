@@ -6,14 +6,23 @@ import "strings"
 // administrator's key) and the daemon (read and update alerts, nothing else).
 
 // backingPatterns adds, for each Kibana alerts alias or pattern (.alerts-*), the pattern
-// of its concrete backing indices (.internal.alerts-…-000001): writes go to the hit's
-// _index, and privileges on an alias do not cover its indices.
+// of its concrete backing indices (.internal.alerts-…-000001), and for any other pattern
+// that of the backing indices of data streams it matches (.ds-…: Elastic Defend's
+// logs-endpoint.alerts-*, Wazuh 5's wazuh-findings-v5*): writes go to the hit's _index,
+// and privileges on an alias or a data stream do not cover its indices.
 func backingPatterns(patterns []string) []string {
 	out := make([]string, 0, 2*len(patterns))
 	for _, p := range patterns {
 		out = append(out, p)
-		if strings.HasPrefix(p, ".alerts-") {
+		switch {
+		case strings.HasPrefix(p, ".alerts-"):
 			b := ".internal" + p
+			if !strings.HasSuffix(b, "*") {
+				b += "-*"
+			}
+			out = append(out, b)
+		case !strings.HasPrefix(p, "."):
+			b := ".ds-" + p
 			if !strings.HasSuffix(b, "*") {
 				b += "-*"
 			}

@@ -6,9 +6,11 @@ import (
 )
 
 func TestBackingPatterns(t *testing.T) {
-	got := backingPatterns([]string{".alerts-security.alerts-*", ".alerts-security.alerts-soc", "wazuh-alerts-*"})
+	got := backingPatterns([]string{".alerts-security.alerts-*", ".alerts-security.alerts-soc", "wazuh-alerts-*",
+		"logs-endpoint.alerts-default", ".enricher-state"})
 	want := []string{".alerts-security.alerts-*", ".internal.alerts-security.alerts-*",
-		".alerts-security.alerts-soc", ".internal.alerts-security.alerts-soc-*", "wazuh-alerts-*"}
+		".alerts-security.alerts-soc", ".internal.alerts-security.alerts-soc-*", "wazuh-alerts-*", ".ds-wazuh-alerts-*",
+		"logs-endpoint.alerts-default", ".ds-logs-endpoint.alerts-default-*", ".enricher-state"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}

@@ -6,7 +6,8 @@
 // .alerts-security.alerts-<space>, with "dynamic": false and an index template that
 // survives rollover. Documents mix dotted top-level keys ("kibana.alert.rule.threat") with
 // nested ECS objects (host{}, user{}), as Kibana writes them. Other sources: Elastic
-// Defend (ECS threat.*), Wazuh (rule.mitre.id) and Sigma-tagged alerts (tags).
+// Defend (ECS threat.*), Wazuh 4.x alerts (rule.mitre.id), Wazuh 5 findings
+// (wazuh.rule.mitre.technique.id) and Sigma-tagged alerts (tags).
 package sample
 
 import (
@@ -29,11 +30,15 @@ const (
 	KibanaBacking = ".internal.alerts-security.alerts-default-000001"
 	EndpointIndex = "logs-endpoint.alerts-default-sample"
 	WazuhIndex    = "wazuh-alerts-4.x-sample"
-	SigmaIndex    = "sigma-alerts-sample"
+	// Wazuh5Index holds Wazuh 5 findings. The Wazuh indexer keeps them in data streams
+	// (wazuh-findings-v5-<category>); the sample uses a plain index, which every server
+	// can delete again (Elasticsearch's minimal build cannot delete a data stream).
+	Wazuh5Index = "wazuh-findings-v5-sample"
+	SigmaIndex  = "sigma-alerts-sample"
 )
 
 // Indices are the index patterns that cover every sample index.
-var Indices = []string{".alerts-security.alerts-*", "logs-endpoint.alerts-*", "wazuh-alerts-*", "sigma-alerts-*"}
+var Indices = []string{".alerts-security.alerts-*", "logs-endpoint.alerts-*", "wazuh-alerts-*", "wazuh-findings-v5*", "sigma-alerts-*"}
 
 // Doc is one document to index.
 type Doc struct {
@@ -91,7 +96,11 @@ func GenerateAt(n int, seed uint64, last time.Time) []Doc {
 		case 7:
 			d = endpoint(i, ts, t, host, user)
 		case 8:
-			d = wazuh(i, ts, t, host, user)
+			if i%20 == 18 {
+				d = wazuh5(i, ts, t, host, user)
+			} else {
+				d = wazuh(i, ts, t, host, user)
+			}
 		case 9:
 			d = sigma(i, ts, t, host, user)
 		default:
@@ -131,6 +140,13 @@ func leaf(t technique) string {
 		return t.id
 	}
 	return t.parent
+}
+
+func leafName(t technique) string {
+	if t.id != "" {
+		return t.name
+	}
+	return t.parentName
 }
 
 func kibana(i int, ts time.Time, t technique, host, user string) Doc {
@@ -208,6 +224,41 @@ func wazuh(i int, ts time.Time, t technique, host, user string) Doc {
 		"data": map[string]any{"win": map[string]any{
 			"system":    map[string]any{"eventID": "4624", "channel": "Security", "computer": host},
 			"eventdata": map[string]any{"targetUserName": user, "logonType": "3"}}},
+	}}
+}
+
+// wazuh5 is a Wazuh 5 finding as the Wazuh indexer's detectors write it: ECS fields, the
+// rule's ATT&CK and compliance mappings under wazuh.rule (technique IDs in
+// wazuh.rule.mitre.technique.id, Sigma-style tags in wazuh.rule.tags, one array per
+// compliance framework), and a reference to the event it was found in.
+func wazuh5(i int, ts time.Time, t technique, host, user string) Doc {
+	agent := fmt.Sprintf("%03d", i%50)
+	return Doc{Index: Wazuh5Index, ID: fmt.Sprintf("sample-wazuh5-%06d", i), Source: map[string]any{
+		"@timestamp": ts.Format(time.RFC3339Nano),
+		"event": map[string]any{"kind": "alert", "category": []string{"authentication"}, "type": []string{"start"},
+			"action": "logged-in", "outcome": "success", "index": "wazuh-events-v5-access-management",
+			"doc_id": fmt.Sprintf("%x", uint64(ts.UnixNano())^uint64(i))},
+		"user":   map[string]any{"name": user},
+		"source": map[string]any{"ip": fmt.Sprintf("10.20.2.%d", 10+i%200)},
+		"wazuh": map[string]any{
+			"rule": map[string]any{
+				"id": "8e2c2f5a-6d1e-4b8f-9a57-3c1d2e4f5a60", "title": rulesByTech[leaf(t)][0],
+				"level": "high", "status": "stable",
+				"tags": []string{"attack." + toLowerDash(t.tacticName), "attack." + lower(leaf(t))},
+				"mitre": map[string]any{
+					"tactic":    map[string]any{"id": []string{t.tactic}, "name": []string{t.tacticName}},
+					"technique": map[string]any{"id": []string{leaf(t)}, "name": []string{leafName(t)}},
+				},
+				// The rule author's compliance tags; CTID maps AC-17 and SI-4 to T1021.002, not AU-14.
+				"compliance": map[string]any{"nist_800_53": []string{"AC-17", "AU-14", "SI-4"}, "pci_dss": []string{"10.2.5"},
+					"gdpr": []string{"IV_32.2"}, "hipaa": []string{"164.312.b"}, "tsc": []string{"CC6.8", "CC7.2"}},
+			},
+			"integration": map[string]any{"name": "windows", "category": "access-management", "decoders": []string{"windows-event"}},
+			"agent": map[string]any{"id": agent, "name": host, "version": "v5.0.0", "groups": []string{"default", "windows"},
+				"host": map[string]any{"hostname": host, "architecture": "x86_64",
+					"os": map[string]any{"name": "Microsoft Windows Server 2022", "platform": "windows", "type": "windows"}}},
+			"cluster": map[string]any{"name": "wazuh", "node": "node01"},
+		},
 	}}
 }
 
@@ -316,7 +367,7 @@ func Setup(ctx context.Context, c *elastic.Client) error {
 	if err := SetupKibana(ctx, c, "default"); err != nil {
 		return err
 	}
-	for _, ix := range []string{EndpointIndex, WazuhIndex, SigmaIndex} {
+	for _, ix := range []string{EndpointIndex, WazuhIndex, Wazuh5Index, SigmaIndex} {
 		code, _, err := c.Do(ctx, "other", http.MethodHead, "/"+ix, nil, nil)
 		if err != nil {
 			return err
