@@ -120,12 +120,14 @@ demo-replicas: build
 	scripts/demo-replicas.sh
 
 ## bench: side-by-side figures (see README "Performance")
-# The replica figures run on the three-node cluster (make cluster-up; left running).
-bench: build es-up cluster-up
+# The replica figures run on the three-node cluster (make cluster-up; left running), the
+# end-to-end figures on OpenSearch too (make opensearch-up; left running as well).
+bench: build es-up cluster-up opensearch-up
 	$(GO) test -run '^$$' -bench . -benchmem ./enrich/ ./rules/
 	$(GO) test -run '^$$' -bench 'BenchmarkEnrich$$' ./plugin/
 	$(GO) run ./rules/internal/loadbench
-	$(GO) run ./enrich/internal/bench -bin bin/enricher -cluster $(CLUSTER_URLS)
+	$(GO) run ./enrich/internal/bench -bin bin/enricher -cluster $(CLUSTER_URLS) \
+		-opensearch http://127.0.0.1:$(OS_PORT)
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s each); failing inputs land in
 ## PACKAGE/testdata/fuzz/NAME/ as regression seeds. Add a target by appending package:FuzzName.

@@ -3,7 +3,8 @@
 //
 //   - end to end: enriched alerts/s (search, pipeline, guarded _bulk partial updates)
 //     next to the raw _bulk partial-update ceiling of the same node, for the same
-//     documents and the same updates;
+//     documents and the same updates; on the Elasticsearch of -es, and the same again on
+//     the OpenSearch of -opensearch when given;
 //   - the enrich step's cost per alert next to a plain decode-to-map/encode baseline;
 //   - per-alert enrich cost with every shared CTID framework loaded next to the built-in rules;
 //   - the size of the compact ATT&CK shape next to the full one: bytes added to an alert,
@@ -52,6 +53,7 @@ func main() {
 
 var (
 	esURL           = flag.String("es", envOr("ELASTICSEARCH_URL", "http://127.0.0.1:9200"), "Elasticsearch URL")
+	osURL           = flag.String("opensearch", envOr("OPENSEARCH_URL", ""), "OpenSearch URL for the end-to-end comparison there too ('' skips it)")
 	n               = flag.Int("n", 20000, "alerts for the end-to-end comparison")
 	memN            = flag.Int("mem-n", 100000, "alerts for the resident-memory run (0 skips it)")
 	bin             = flag.String("bin", "bin/enricher", "enricher binary for the memory run")
@@ -105,7 +107,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("enricher bench: %d alerts, batch %d, Elasticsearch %s, GOMAXPROCS %d\n\n", *n, *batch, *esURL, runtime.GOMAXPROCS(0))
+	fmt.Printf("enricher bench: %d alerts, batch %d, Elasticsearch %s", *n, *batch, *esURL)
+	if *osURL != "" {
+		fmt.Printf(", OpenSearch %s", *osURL)
+	}
+	fmt.Printf(", GOMAXPROCS %d\n\n", runtime.GOMAXPROCS(0))
 
 	if want("step") {
 		if err := stepCost(builtin); err != nil {
@@ -120,8 +126,19 @@ func run() error {
 	}
 	var ceiling float64
 	if want("e2e") {
-		if ceiling, err = endToEnd(ctx, c, builtin); err != nil {
+		if ceiling, err = endToEnd(ctx, *esURL, c, builtin); err != nil {
 			return err
+		}
+		// The same comparison on OpenSearch: the same client code, which detects the
+		// server (GET /) and speaks its dialect.
+		if *osURL != "" {
+			oc, err := elastic.NewClient(config.Elasticsearch{URLs: []string{*osURL}, RequestTimeout: 120 * time.Second}, nil)
+			if err != nil {
+				return err
+			}
+			if _, err := endToEnd(ctx, *osURL, oc, builtin); err != nil {
+				return fmt.Errorf("end to end on %s: %w", *osURL, err)
+			}
 		}
 	}
 	if *detailN > 0 && want("detail") {
@@ -294,22 +311,26 @@ func rssMB() float64 {
 // of the same alerts: the ceiling sends exactly the updates enricher computed, with the
 // same batch size, skipping search and pipeline. Each round measures both sides back to
 // back, in alternating order; the figure is the median of the rounds' ratios, which cancels
-// the drift of a shared machine better than comparing best rounds.
-func endToEnd(ctx context.Context, c *elastic.Client, rs *rules.Ruleset) (float64, error) {
+// the drift of a shared machine better than comparing best rounds. c is a client of the
+// server at serverURL (Elasticsearch or OpenSearch), which the heading names as detected.
+func endToEnd(ctx context.Context, serverURL string, c *elastic.Client, rs *rules.Ruleset) (float64, error) {
+	srv, err := serverName(ctx, c)
+	if err != nil {
+		return 0, err
+	}
 	space := sample.KibanaSpace("bench")
 	docs := kibanaDocs(space, *n)
 	defer deleteSpace(ctx, c, space)
 	var ratios, rates, ceils []float64
 	for r := 0; r < *rounds; r++ {
 		var rate, ceil float64
-		var err error
 		if r%2 == 0 {
-			if rate, err = runEnricher(ctx, c, space, docs, rs, enrich.DetailCompact); err == nil {
+			if rate, err = runEnricherAt(ctx, serverURL, c, space, docs, rs, enrich.DetailCompact); err == nil {
 				ceil, err = runCeiling(ctx, c, space, docs, rs)
 			}
 		} else {
 			if ceil, err = runCeiling(ctx, c, space, docs, rs); err == nil {
-				rate, err = runEnricher(ctx, c, space, docs, rs, enrich.DetailCompact)
+				rate, err = runEnricherAt(ctx, serverURL, c, space, docs, rs, enrich.DetailCompact)
 			}
 		}
 		if err != nil {
@@ -318,21 +339,54 @@ func endToEnd(ctx context.Context, c *elastic.Client, rs *rules.Ruleset) (float6
 		ratios, rates, ceils = append(ratios, rate/ceil), append(rates, rate), append(ceils, ceil)
 		fmt.Printf("  round %d: enricher %7.0f alerts/s, raw _bulk ceiling %7.0f alerts/s, ratio %.2f\n", r+1, rate, ceil, rate/ceil)
 	}
-	fmt.Printf("end to end, %d Kibana alerts (%d rounds):\n", len(docs), *rounds)
+	fmt.Printf("end to end on %s, %d Kibana alerts (%d rounds):\n", srv, len(docs), *rounds)
 	fmt.Printf("  enricher run --once, median      %8.0f alerts/s\n", median(rates))
 	fmt.Printf("  raw _bulk ceiling (same writes)  %8.0f alerts/s\n", median(ceils))
 	fmt.Printf("  ratio, median of rounds          %8.2f (target >= 0.90)\n\n", median(ratios))
 	return median(ceils), nil
 }
 
+// serverName names the server of c and its version, "Elasticsearch 8.19.9", "OpenSearch
+// 2.19.6": as the client detected it (GET /), the version read from the local node when
+// GET / did not give it (the integ-test build of Elasticsearch that make es-up runs has no
+// GET /: it answers 405).
+func serverName(ctx context.Context, c *elastic.Client) (string, error) {
+	srv, err := c.Server(ctx)
+	if err != nil {
+		return "", err
+	}
+	if srv.Version != "" {
+		return srv.String(), nil
+	}
+	code, body, err := c.Do(ctx, "other", http.MethodGet, "/_nodes/_local", url.Values{"filter_path": {"nodes.*.version"}}, nil)
+	var nodes struct {
+		Nodes map[string]struct {
+			Version string `json:"version"`
+		} `json:"nodes"`
+	}
+	if err == nil && code == http.StatusOK && json.Unmarshal(body, &nodes) == nil {
+		for _, n := range nodes.Nodes {
+			srv.Version = n.Version
+		}
+	}
+	return srv.String(), nil
+}
+
 // runEnricher loads docs into a fresh space and returns the alerts/s of RunOnce over them
-// with the ATT&CK stage writing the given shape (enrich.DetailCompact, DetailFull).
+// with the ATT&CK stage writing the given shape (enrich.DetailCompact, DetailFull), on the
+// Elasticsearch of -es (c is a client of it).
 func runEnricher(ctx context.Context, c *elastic.Client, space sample.KibanaSpace, docs []sample.Doc, rs *rules.Ruleset, detail string) (float64, error) {
+	return runEnricherAt(ctx, *esURL, c, space, docs, rs, detail)
+}
+
+// runEnricherAt is runEnricher on the server at serverURL, c a client of it. The runner
+// gets a client of its own, instrumented, for the time by operation of -v.
+func runEnricherAt(ctx context.Context, serverURL string, c *elastic.Client, space sample.KibanaSpace, docs []sample.Doc, rs *rules.Ruleset, detail string) (float64, error) {
 	if err := reset(ctx, c, space, docs); err != nil {
 		return 0, err
 	}
 	m := metrics.New(prometheus.NewRegistry())
-	mc, err := elastic.NewClient(config.Elasticsearch{URLs: []string{*esURL}, RequestTimeout: 120 * time.Second}, m)
+	mc, err := elastic.NewClient(config.Elasticsearch{URLs: []string{serverURL}, RequestTimeout: 120 * time.Second}, m)
 	if err != nil {
 		return 0, err
 	}
