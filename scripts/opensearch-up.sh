@@ -4,9 +4,13 @@
 # The minimal "integ-test-zip" build (org.opensearch.distribution.integ-test-zip:
 # opensearch) is fetched from Maven Central with mvn, unpacked once into the
 # cache and reused. It ships only the transport-netty4 module: no security
-# plugin, so plain HTTP without authentication. Idempotent: if an OpenSearch
-# already answers on the port, it says so and exits 0. Prints the URL last
-# (stdout); everything else goes to stderr.
+# plugin, so plain HTTP without authentication. With OS_SECURITY=true the
+# security plugin (org.opensearch.plugin:opensearch-security, the same version
+# plus ".0", also from Maven Central) is installed into a second tree beside it
+# and the node serves HTTPS with the certificate in OS_TLS_DIR, user admin /
+# $OS_ADMIN_PASSWORD. Idempotent: if an OpenSearch already answers on the port,
+# it says so and exits 0. Prints the URL last (stdout); everything else goes to
+# stderr.
 #
 # Environment (all optional):
 #   OS_VERSION          2.19.6
@@ -19,6 +23,11 @@
 #   OS_CACHE            overrides where the OpenSearch tree and run dirs live (see lib.sh)
 #   M2_REPO             $HOME/.m2/repository (passed to mvn as maven.repo.local)
 #   OS_USER             opensearch (used when run as root; OpenSearch refuses root)
+#   OS_SECURITY         false       true: the security plugin, TLS on transport and HTTP
+#   OS_TLS_DIR          (unset)     with OS_SECURITY=true (required): a folder holding
+#                                   http.crt, http.key (PEM, PKCS#8) and ca.crt; the same
+#                                   certificate serves HTTP and the transport layer
+#   OS_ADMIN_PASSWORD   (unset)     with OS_SECURITY=true (required): password of user admin
 set -euo pipefail
 
 _log_prefix=opensearch-up
@@ -32,14 +41,36 @@ OS_TRANSPORT_PORT=${OS_TRANSPORT_PORT:-$((OS_PORT + 200))}
 [[ $OS_TRANSPORT_PORT =~ ^[0-9]+$ ]] || die "OS_TRANSPORT_PORT must be a number, got '$OS_TRANSPORT_PORT'"
 
 need_cmd curl
+OS_SECURITY=${OS_SECURITY:-false}
+case $OS_SECURITY in
+true | 1 | yes) OS_SECURITY=true ;;
+false | 0 | no | "") OS_SECURITY=false ;;
+*) die "OS_SECURITY must be true or false, got '$OS_SECURITY'" ;;
+esac
+OS_TLS_DIR=${OS_TLS_DIR:-}
+OS_ADMIN_PASSWORD=${OS_ADMIN_PASSWORD:-}
 URL="http://127.0.0.1:${OS_PORT}"
+CURL_AUTH=()
+if [[ $OS_SECURITY == true ]]; then
+	# The security plugin will not start without TLS on the transport layer.
+	[[ -n $OS_TLS_DIR ]] || die "OS_SECURITY=true needs OS_TLS_DIR (ca.crt, http.crt, http.key)"
+	[[ -n $OS_ADMIN_PASSWORD ]] || die "OS_SECURITY=true needs OS_ADMIN_PASSWORD"
+	for f in ca.crt http.crt http.key; do
+		[[ -r $OS_TLS_DIR/$f ]] || die "OS_TLS_DIR: no readable $OS_TLS_DIR/$f"
+	done
+	need_cmd openssl
+	URL="https://127.0.0.1:${OS_PORT}"
+	CURL_AUTH=(-u "admin:$OS_ADMIN_PASSWORD" --cacert "$OS_TLS_DIR/ca.crt")
+elif [[ -n $OS_TLS_DIR || -n $OS_ADMIN_PASSWORD ]]; then
+	die "OS_TLS_DIR and OS_ADMIN_PASSWORD need OS_SECURITY=true"
+fi
 
 # os_probe: GET /. Sets PROBE_CODE (000 when nothing answers),
 # PROBE_DISTRIBUTION ("opensearch"; Elasticsearch sends none) and PROBE_VERSION.
 os_probe() {
 	local body
 	body=$(mktemp)
-	PROBE_CODE=$(curl -s -o "$body" -w '%{http_code}' --connect-timeout 2 --max-time 10 "$URL/" 2>/dev/null || true)
+	PROBE_CODE=$(curl -s -o "$body" -w '%{http_code}' --connect-timeout 2 --max-time 10 "${CURL_AUTH[@]}" "$URL/" 2>/dev/null || true)
 	PROBE_DISTRIBUTION=$(sed -n 's/.*"distribution"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' "$body" | head -n1)
 	PROBE_VERSION=$(sed -n 's/.*"number"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' "$body" | head -n1)
 	rm -f "$body"
@@ -62,6 +93,45 @@ if port_open "$OS_TRANSPORT_PORT"; then
 	die "transport port $OS_TRANSPORT_PORT is already in use (set OS_TRANSPORT_PORT)"
 fi
 
+# install_security_plugin PLAIN_HOME HOME: unless HOME is complete, copy the
+# plain tree to HOME and install the security plugin zip (fetched with mvn)
+# into it. The plugin's stock configuration lands in HOME/config/opensearch-security.
+install_security_plugin() {
+	local plain=$1 home=$2 zip version=$OS_VERSION.0 tmp log_file
+	[[ -f $home/.enricher-complete ]] && return 0
+	zip=$(m2_zip org.opensearch.plugin opensearch-security "$version")
+	if [[ ! -s $zip ]]; then
+		need_cmd mvn
+		log "fetching org.opensearch.plugin:opensearch-security:$version (zip) from Maven Central"
+		log_file="$(dirname "$home")/mvn-opensearch-security-$version.log"
+		mvn -q -B -Dstyle.color=never -Dmaven.repo.local="$M2_REPO" dependency:get \
+			-Dartifact="org.opensearch.plugin:opensearch-security:$version:zip" -Dtransitive=false \
+			</dev/null >"$log_file" 2>&1 || {
+			tail -n 40 "$log_file" >&2 || true
+			die "mvn dependency:get failed for the security plugin $version (full log: $log_file); Maven Central serves it only for some OpenSearch releases, e.g. OS_VERSION=2.19.4"
+		}
+	fi
+	log "installing the security plugin into $home"
+	tmp=$(mktemp -d "$(dirname "$home")/.security.XXXXXX")
+	cp -a "$plain/." "$tmp/"
+	rm -f "$tmp/.enricher-complete"
+	env -u JAVA_HOME "OPENSEARCH_JAVA_HOME=$OS_JAVA_HOME" "OPENSEARCH_PATH_CONF=$tmp/config" \
+		"$tmp/bin/opensearch-plugin" install --batch "file://$zip" >"$tmp/plugin-install.log" 2>&1 || {
+		tail -n 40 "$tmp/plugin-install.log" >&2 || true
+		rm -rf "$tmp"
+		die "opensearch-plugin install failed"
+	}
+	[[ -d $tmp/config/opensearch-security ]] || {
+		rm -rf "$tmp"
+		die "the security plugin left no config/opensearch-security"
+	}
+	chmod -R a+rX,go-w "$tmp"
+	chmod +x "$tmp/plugins/opensearch-security/tools/"*.sh 2>/dev/null || true
+	rm -rf "$home"
+	mv "$tmp" "$home"
+	touch "$home/.enricher-complete"
+}
+
 # ---- user, base dir, Java, fetch + unpack (once, cached) ----
 setup_run_as "$OS_USER"
 BASE=$(os_base_dir)
@@ -75,6 +145,12 @@ pick_java OS_JAVA_HOME "$java_min" "OpenSearch $OS_VERSION"
 
 OS_HOME="$BASE/opensearch-$OS_VERSION"
 install_dist org.opensearch.distribution.integ-test-zip opensearch "$OS_VERSION" "$OS_HOME"
+if [[ $OS_SECURITY == true ]]; then
+	# A second tree with the security plugin, so the plain one stays plain.
+	plain_home=$OS_HOME
+	OS_HOME="$BASE/opensearch-$OS_VERSION-security"
+	with_lock "$BASE/.opensearch-$OS_VERSION-security.lock" install_security_plugin "$plain_home" "$OS_HOME"
+fi
 if ((${#RUN_AS[@]})) && ! "${RUN_AS[@]}" test -x "$OS_HOME/bin/opensearch"; then
 	die "user $OS_USER cannot reach $OS_HOME; pick another OS_CACHE"
 fi
@@ -97,6 +173,30 @@ fi
 mkdir -p "$DATA" "$LOGS" "$TMPD"
 copy_stock_config "$OS_HOME/config" "$CONF" "$RUN_DIR/version" "$OS_VERSION"
 echo "$OS_VERSION" >"$RUN_DIR/version"
+if [[ $OS_SECURITY == true ]]; then
+	mkdir -p "$CONF/certs"
+	cp "$OS_TLS_DIR/http.crt" "$CONF/certs/node.crt"
+	cp "$OS_TLS_DIR/http.key" "$CONF/certs/node.key"
+	cp "$OS_TLS_DIR/ca.crt" "$CONF/certs/ca.crt"
+	# The plugin tells nodes from clients by their certificate's subject.
+	node_dn=$(openssl x509 -in "$CONF/certs/node.crt" -noout -subject -nameopt RFC2253 | sed 's/^subject=[[:space:]]*//')
+	[[ -n $node_dn ]] || die "cannot read the subject of $OS_TLS_DIR/http.crt"
+	# Only user admin (backend role admin, which the stock roles_mapping.yml
+	# maps to all_access), with a bcrypt hash made by the plugin's own tool.
+	hash=$(env -u JAVA_HOME "JAVA_HOME=$OS_JAVA_HOME" "$OS_HOME/plugins/opensearch-security/tools/hash.sh" \
+		-p "$OS_ADMIN_PASSWORD" 2>/dev/null | tail -n 1)
+	[[ $hash == '$2'* ]] || die "plugins/opensearch-security/tools/hash.sh gave no bcrypt hash"
+	cat >"$CONF/opensearch-security/internal_users.yml" <<-EOF
+		# generated by scripts/opensearch-up.sh; edits are overwritten
+		_meta:
+		  type: "internalusers"
+		  config_version: 2
+		admin:
+		  hash: "$hash"
+		  reserved: true
+		  backend_roles: ["admin"]
+	EOF
+fi
 # The stock jvm.options writes the GC log, error files and heap dumps relative
 # to the working directory, which bin/opensearch sets to the (read-only)
 # OpenSearch home: point them into the run dir.
@@ -105,7 +205,7 @@ sed -i -e "s|file=logs/|file=$LOGS/|" -e "s|-XX:ErrorFile=logs/|-XX:ErrorFile=$L
 
 # Only settings that exist in this build (unknown ones make OpenSearch refuse
 # to start): the integ-test zip has no plugins and just the transport-netty4
-# module. (A security plugin, if one was ever added, is switched off.)
+# module; the security settings only in the tree with the security plugin.
 {
 	echo "# generated by scripts/opensearch-up.sh; edits are overwritten"
 	echo "cluster.name: enricher-os"
@@ -118,7 +218,20 @@ sed -i -e "s|file=logs/|file=$LOGS/|" -e "s|-XX:ErrorFile=logs/|-XX:ErrorFile=$L
 	echo "path.logs: $LOGS"
 	echo "cluster.routing.allocation.disk.threshold_enabled: false"
 	echo "action.destructive_requires_name: false"
-	if [[ -d $OS_HOME/plugins/opensearch-security ]]; then
+	if [[ $OS_SECURITY == true ]]; then
+		echo "plugins.security.ssl.transport.pemcert_filepath: certs/node.crt"
+		echo "plugins.security.ssl.transport.pemkey_filepath: certs/node.key"
+		echo "plugins.security.ssl.transport.pemtrustedcas_filepath: certs/ca.crt"
+		echo "plugins.security.ssl.transport.enforce_hostname_verification: false"
+		echo "plugins.security.ssl.http.enabled: true"
+		echo "plugins.security.ssl.http.pemcert_filepath: certs/node.crt"
+		echo "plugins.security.ssl.http.pemkey_filepath: certs/node.key"
+		echo "plugins.security.ssl.http.pemtrustedcas_filepath: certs/ca.crt"
+		echo "plugins.security.allow_default_init_securityindex: true"
+		echo "plugins.security.nodes_dn: [\"$node_dn\"]"
+		echo "plugins.security.restapi.roles_enabled: [\"all_access\"]"
+		echo "plugins.security.audit.type: noop"
+	elif [[ -d $OS_HOME/plugins/opensearch-security ]]; then
 		echo "plugins.security.disabled: true"
 	fi
 } >"$CONF/opensearch.yml"
@@ -154,7 +267,7 @@ start=$(now_s)
 launcher=$!
 
 rc=0
-wait_ready "$URL/_cluster/health?wait_for_status=yellow&timeout=5s" "$OS_START_TIMEOUT" "$launcher" || rc=$?
+wait_ready "$URL/_cluster/health?wait_for_status=yellow&timeout=5s" "$OS_START_TIMEOUT" "$launcher" "${CURL_AUTH[@]}" || rc=$?
 if ((rc != 0)); then
 	show_server_logs "$CLI_LOG" "$LOGS" enricher-os
 	stop_started
