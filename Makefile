@@ -80,7 +80,8 @@ ES9_SKIP := TestElasticsearchRestartMidRun|TestElasticsearchDownAtStart|TestLeas
 # "Elasticsearch and OpenSearch"). Left out: the test that restarts a dedicated 8.19 node
 # and the one of Elasticsearch's security (roles, API keys, TLS). There only, the
 # TestOpenSearch* tests (Wazuh 5 findings in a data stream, the OpenSearch Dashboards
-# saved objects), which the other passes leave out.
+# saved objects, the security plugin's roles over TLS on a 2.19.4 node of their own),
+# which the other passes leave out.
 OS_SKIP := TestElasticsearchRestartMidRun|TestLeastPrivilegeOverHTTPS
 #
 # The peak-memory tests (memtest.PeakRSS) cannot measure under -race, which multiplies

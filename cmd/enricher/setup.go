@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/enricher-dev/enricher/dashboards"
+	"github.com/enricher-dev/enricher/enrich/config"
 	"github.com/enricher-dev/enricher/enrich/elastic"
 )
 
@@ -30,6 +31,7 @@ func runSetup(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet("setup", e)
 	cfgPath := fs.String("config", "", "config file (YAML); the credentials must be an administrator's")
 	printRole := fs.String("print-role", "", "print a role descriptor and exit: daemon or setup")
+	server := fs.String("server", "", "with --print-role: elasticsearch or opensearch (default: ask the configured server which it is)")
 	kibanaURL := fs.String("kibana-url", "", "import the Kibana saved objects into this Kibana (e.g. https://kibana:5601)")
 	kibanaSpace := fs.String("kibana-space", "default", "Kibana space to import into")
 	kibanaCA := fs.String("kibana-ca-file", "", "PEM file of CA certificates to trust for Kibana (default: the system's)")
@@ -44,18 +46,10 @@ func runSetup(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	if *printRole != "" {
-		var role map[string]any
-		switch *printRole {
-		case "daemon":
-			role = elastic.DaemonRole(cfg.Alerts.Indices, cfg.Daemon.StateIndex, cfg.Output.DetailsIndex)
-		case "setup":
-			role = elastic.SetupRole(cfg.Alerts.Indices, cfg.Daemon.StateIndex, cfg.Output.DetailsIndex)
-		default:
-			return usagef("--print-role %q: want daemon or setup", *printRole)
-		}
-		b, _ := json.MarshalIndent(role, "", "  ")
-		fmt.Fprintln(e.stdout, string(b))
-		return nil
+		return printRoleDescriptor(ctx, e, cfg, *printRole, *server)
+	}
+	if *server != "" {
+		return usagef("--server is for --print-role; setup asks the server which it is")
 	}
 	log, err := newLogger(e.stderr, "text", "warn")
 	if err != nil {
@@ -121,6 +115,45 @@ func runSetup(ctx context.Context, e env, args []string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// printRoleDescriptor prints the role of the daemon or of setup, for Elasticsearch (a
+// role descriptor) or OpenSearch (a security plugin role): the server named, else the one
+// the configuration points at (GET /, which needs no privilege), else Elasticsearch's with
+// a note.
+func printRoleDescriptor(ctx context.Context, e env, cfg config.Config, which, server string) error {
+	if which != "daemon" && which != "setup" {
+		return usagef("--print-role %q: want daemon or setup", which)
+	}
+	switch server {
+	case "elasticsearch", "opensearch":
+	case "":
+		server = "elasticsearch"
+		client, err := elastic.NewClient(cfg.Elasticsearch, nil)
+		if err != nil {
+			return usageError{err}
+		}
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		srv, err := client.Server(ctx)
+		switch {
+		case err != nil:
+			fmt.Fprintf(e.stderr, "enricher: could not ask %s which server it is (%v): printing Elasticsearch's role; for OpenSearch's give --server opensearch\n",
+				strings.Join(cfg.Elasticsearch.URLs, ","), err)
+		case srv.Distribution == elastic.DistributionOpenSearch:
+			server = "opensearch"
+		}
+	default:
+		return usagef("--server %q: want elasticsearch or opensearch", server)
+	}
+	roles := map[string]func([]string, string, string) map[string]any{
+		"elasticsearch daemon": elastic.DaemonRole, "elasticsearch setup": elastic.SetupRole,
+		"opensearch daemon": elastic.OpenSearchDaemonRole, "opensearch setup": elastic.OpenSearchSetupRole,
+	}
+	role := roles[server+" "+which](cfg.Alerts.Indices, cfg.Daemon.StateIndex, cfg.Output.DetailsIndex)
+	b, _ := json.MarshalIndent(role, "", "  ")
+	fmt.Fprintln(e.stdout, string(b))
+	return nil
 }
 
 // kibanaHTTPClient trusts caFile's certificates when given.

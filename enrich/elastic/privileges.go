@@ -66,3 +66,37 @@ func SetupRole(alertPatterns []string, stateIndex, detailsIndex string) map[stri
 		},
 	}
 }
+
+// OpenSearchDaemonRole is DaemonRole for OpenSearch's security plugin: the body of PUT
+// _plugins/_security/api/roles/<name>, mapped to the daemon's user with
+// _plugins/_security/api/rolesmapping/<name>. The plugin evaluates _bulk and _mget as
+// cluster actions before it checks each item's index, so those two are granted by name
+// at the cluster level; the index action groups are the plugin's own: read (search,
+// point in time, get, resolve), index (index, update, bulk items and the put-mapping
+// action, as on Elasticsearch), delete (documents only). Nothing lets it delete or
+// create an index, or change settings or aliases.
+func OpenSearchDaemonRole(alertPatterns []string, stateIndex, detailsIndex string) map[string]any {
+	return map[string]any{
+		"cluster_permissions": []string{"indices:data/read/mget", "indices:data/write/bulk"},
+		"index_permissions": []any{
+			osIndexPermission(backingPatterns(alertPatterns), "read", "index", "indices:admin/mappings/get"),
+			osIndexPermission([]string{stateIndex}, "read", "index", "delete", "indices:admin/mappings/get"),
+			osIndexPermission([]string{detailsIndex}, "read", "index", "delete", "indices:admin/mappings/get"),
+		},
+	}
+}
+
+// OpenSearchSetupRole is SetupRole for OpenSearch's security plugin.
+func OpenSearchSetupRole(alertPatterns []string, stateIndex, detailsIndex string) map[string]any {
+	return map[string]any{
+		"cluster_permissions": []string{"indices:data/read/mget", "indices:data/write/bulk"},
+		"index_permissions": []any{
+			osIndexPermission(backingPatterns(alertPatterns), "indices:admin/mappings/get", "indices:admin/mapping/put", "indices:admin/resolve/index"),
+			osIndexPermission([]string{stateIndex, detailsIndex}, "read", "index", "delete", "create_index", "indices:admin/mappings/get"),
+		},
+	}
+}
+
+func osIndexPermission(patterns []string, actions ...string) map[string]any {
+	return map[string]any{"index_patterns": patterns, "allowed_actions": actions}
+}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSetupPrintRole: --print-role prints Elasticsearch's role descriptor or OpenSearch's
+// security plugin role, chosen by --server or, when the server cannot be asked,
+// Elasticsearch's with a note naming the flag; bad values are usage errors.
+func TestSetupPrintRole(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "c.yml")
+	// Nothing listens on port 1: the server cannot be asked.
+	if err := os.WriteFile(cfg, []byte("elasticsearch: {urls: [\"http://127.0.0.1:1\"]}\nalerts: {indices: [\"wazuh-alerts-4.x-*\"]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	decode := func(out string) map[string]any {
+		t.Helper()
+		var m map[string]any
+		if err := json.Unmarshal([]byte(out), &m); err != nil {
+			t.Fatalf("not JSON: %v\n%s", err, out)
+		}
+		return m
+	}
+
+	code, out, errOut := runCmd(t, "setup", "--print-role", "daemon", "--config", cfg)
+	if code != 0 || decode(out)["indices"] == nil || !strings.Contains(errOut, "--server opensearch") {
+		t.Fatalf("no server to ask: exit %d, want Elasticsearch's role and a note\n%s\n%s", code, out, errOut)
+	}
+	code, out, _ = runCmd(t, "setup", "--print-role", "daemon", "--server", "opensearch", "--config", cfg)
+	role := decode(out)
+	if code != 0 || role["index_permissions"] == nil {
+		t.Fatalf("--server opensearch: exit %d\n%s", code, out)
+	}
+	b, _ := json.Marshal(role)
+	for _, want := range []string{`"indices:data/write/bulk"`, `".ds-wazuh-alerts-4.x-*"`, `".enricher-state"`, `"enricher-mapping-details"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("OpenSearch daemon role lacks %s: %s", want, b)
+		}
+	}
+	for _, bad := range []string{"delete_index", "manage", "indices_all", "create_index"} {
+		if strings.Contains(string(b), `"`+bad+`"`) {
+			t.Errorf("OpenSearch daemon role grants %s: %s", bad, b)
+		}
+	}
+	code, out, _ = runCmd(t, "setup", "--print-role", "setup", "--server", "elasticsearch", "--config", cfg)
+	if code != 0 || decode(out)["indices"] == nil {
+		t.Fatalf("--server elasticsearch setup: exit %d\n%s", code, out)
+	}
+	for _, args := range [][]string{
+		{"--print-role", "daemon", "--server", "solr"},
+		{"--print-role", "admin", "--server", "opensearch"},
+		{"--server", "opensearch"},
+	} {
+		if code, _, errOut := runCmd(t, append(append([]string{"setup"}, args...), "--config", cfg)...); code != 2 || errOut == "" {
+			t.Errorf("setup %v: exit %d, want 2 (usage) with a message: %s", args, code, errOut)
+		}
+	}
+}
