@@ -419,16 +419,22 @@ func TestRolloverGetsMappings(t *testing.T) {
 	}
 }
 
-// TestElasticsearchRestartMidRun stops and restarts a dedicated Elasticsearch node while
-// a run is in flight. Afterwards every alert is enriched, exactly once (_version 2: the
-// load, then one update).
-func TestElasticsearchRestartMidRun(t *testing.T) {
+// TestServerRestartMidRun stops and restarts a dedicated node of the suite's server
+// (Elasticsearch 8.19, or OpenSearch when ELASTICSEARCH_URL points at one) while a run is
+// in flight. Afterwards every alert is enriched, exactly once (_version 2: the load, then
+// one update).
+func TestServerRestartMidRun(t *testing.T) {
 	if testing.Short() {
-		t.Skip("restarts a dedicated Elasticsearch node (~40 s); skipped with -short")
+		t.Skip("restarts a dedicated node (~40 s); skipped with -short")
 	}
-	port := "9261"
+	up, down, portVar, port, server := "es-up.sh", "es-down.sh", "ES_PORT", "9261", "Elasticsearch"
+	if srv, err := newClient(t, esURL(), nil).Server(context.Background()); err != nil {
+		t.Fatal(err)
+	} else if srv.Distribution == elastic.DistributionOpenSearch {
+		up, down, portVar, port, server = "opensearch-up.sh", "opensearch-down.sh", "OS_PORT", "9262", "OpenSearch"
+	}
 	scripts := filepath.Join(repoRoot(t), "scripts")
-	esEnv := append(os.Environ(), "ES_PORT="+port)
+	esEnv := append(os.Environ(), portVar+"="+port)
 	run := func(name string, args ...string) {
 		cmd := exec.Command(filepath.Join(scripts, name), args...)
 		cmd.Env = esEnv
@@ -437,10 +443,10 @@ func TestElasticsearchRestartMidRun(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
-	run("es-down.sh", "--wipe")
-	run("es-up.sh")
+	run(down, "--wipe")
+	run(up)
 	t.Cleanup(func() {
-		cmd := exec.Command(filepath.Join(scripts, "es-down.sh"), "--wipe")
+		cmd := exec.Command(filepath.Join(scripts, down), "--wipe")
 		cmd.Env = esEnv
 		_ = cmd.Run()
 	})
@@ -459,9 +465,9 @@ func TestElasticsearchRestartMidRun(t *testing.T) {
 			if batches.Add(1) == 4 {
 				go func() {
 					defer close(restarted)
-					run("es-down.sh")
+					run(down)
 					time.Sleep(2 * time.Second)
-					run("es-up.sh")
+					run(up)
 				}()
 				time.Sleep(500 * time.Millisecond) // let the node go down under this batch's write
 			}
@@ -491,7 +497,7 @@ func TestElasticsearchRestartMidRun(t *testing.T) {
 		testutil.ToFloat64(m.ESRequests.WithLabelValues("pit_open", "error")) +
 		testutil.ToFloat64(m.ESRequests.WithLabelValues("state", "error")) +
 		testutil.ToFloat64(m.ESRequests.WithLabelValues("mapping", "error")); n == 0 {
-		t.Fatal("no request failed: Elasticsearch was not down during the run")
+		t.Fatalf("no request failed: %s was not down during the run", server)
 	}
 }
 
