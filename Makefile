@@ -104,7 +104,7 @@ test: build vet test-deps es-up
 	ELASTICSEARCH_URL=http://127.0.0.1:$(OS_PORT) $(GO) test -race -tags integration -count=1 \
 		-run 'TestIntegrationAlertCounts' ./rules/coverage/
 	OPENSEARCH_URL=http://127.0.0.1:$(OS_PORT) $(GO) test -race -tags integration -count=1 -timeout 10m \
-		-run 'TestOpenSearchDashboards' ./dashboards/
+		-run '^TestOpenSearch' ./dashboards/
 	$(MAKE) --no-print-directory opensearch-down
 	$(MAKE) --no-print-directory cluster-up
 	CLUSTER_URL=$(CLUSTER_URLS) $(GO) test -tags integration -count=1 -timeout 20m -run '$(CLUSTER_TESTS)' ./cmd/enricher/

@@ -58,9 +58,14 @@ if [[ $OS_SECURITY == true ]]; then
 	for f in ca.crt http.crt http.key; do
 		[[ -r $OS_TLS_DIR/$f ]] || die "OS_TLS_DIR: no readable $OS_TLS_DIR/$f"
 	done
+	[[ $OS_ADMIN_PASSWORD =~ ^[^[:space:]\"\\]+$ ]] || die "OS_ADMIN_PASSWORD: no spaces, quotes or backslashes, please"
 	need_cmd openssl
 	URL="https://127.0.0.1:${OS_PORT}"
-	CURL_AUTH=(-u "admin:$OS_ADMIN_PASSWORD" --cacert "$OS_TLS_DIR/ca.crt")
+	# The password goes to curl in a netrc file, not on its command line.
+	NETRC=$(mktemp)
+	trap 'rm -f "$NETRC"' EXIT
+	printf 'machine 127.0.0.1 login admin password %s\n' "$OS_ADMIN_PASSWORD" >"$NETRC"
+	CURL_AUTH=(--netrc-file "$NETRC" --cacert "$OS_TLS_DIR/ca.crt")
 elif [[ -n $OS_TLS_DIR || -n $OS_ADMIN_PASSWORD ]]; then
 	die "OS_TLS_DIR and OS_ADMIN_PASSWORD need OS_SECURITY=true"
 fi
@@ -77,6 +82,8 @@ os_probe() {
 }
 
 if os_probe && [[ $PROBE_CODE != 000 ]]; then
+	[[ $PROBE_CODE != 401 ]] ||
+		die "port $OS_PORT answers HTTP 401: a secured node whose admin password is not OS_ADMIN_PASSWORD, or OS_SECURITY=true is missing"
 	[[ $PROBE_CODE == 200 && $PROBE_DISTRIBUTION == opensearch ]] ||
 		die "port $OS_PORT answers HTTP $PROBE_CODE but it is not OpenSearch"
 	if [[ $PROBE_VERSION != "$OS_VERSION" ]]; then
@@ -87,7 +94,7 @@ if os_probe && [[ $PROBE_CODE != 000 ]]; then
 	exit 0
 fi
 if port_open "$OS_PORT"; then
-	die "port $OS_PORT is in use by something that does not speak HTTP"
+	die "port $OS_PORT is in use by something that does not answer $URL (plain HTTP against a secured node, HTTPS against a plain one, a CA other than OS_TLS_DIR's, or not HTTP at all)"
 fi
 if port_open "$OS_TRANSPORT_PORT"; then
 	die "transport port $OS_TRANSPORT_PORT is already in use (set OS_TRANSPORT_PORT)"
@@ -110,10 +117,14 @@ install_security_plugin() {
 			tail -n 40 "$log_file" >&2 || true
 			die "mvn dependency:get failed for the security plugin $version (full log: $log_file); Maven Central serves it only for some OpenSearch releases, e.g. OS_VERSION=2.19.4"
 		}
+		[[ -s $zip ]] || die "mvn succeeded but $zip is missing"
 	fi
 	log "installing the security plugin into $home"
 	tmp=$(mktemp -d "$(dirname "$home")/.security.XXXXXX")
-	cp -a "$plain/." "$tmp/"
+	cp -a "$plain/." "$tmp/" || {
+		rm -rf "$tmp"
+		die "cannot copy $plain to $tmp"
+	}
 	rm -f "$tmp/.enricher-complete"
 	env -u JAVA_HOME "OPENSEARCH_JAVA_HOME=$OS_JAVA_HOME" "OPENSEARCH_PATH_CONF=$tmp/config" \
 		"$tmp/bin/opensearch-plugin" install --batch "file://$zip" >"$tmp/plugin-install.log" 2>&1 || {
@@ -170,22 +181,37 @@ rm -f "$PIDFILE"
 if [[ -f $RUN_DIR/version && $(<"$RUN_DIR/version") != "$OS_VERSION" && -d $DATA ]]; then
 	log "warning: $DATA was written by OpenSearch $(<"$RUN_DIR/version"); if startup fails, run opensearch-down.sh --wipe"
 fi
+# The security index in $DATA keeps the mode and the admin password of the start
+# that created it: a node started otherwise on the same data would refuse every
+# request, or serve the security index without authentication.
+mode=plain
+if [[ $OS_SECURITY == true ]]; then
+	mode="security $(printf 'enricher:%s' "$OS_ADMIN_PASSWORD" | sha256sum | cut -c1-16)"
+fi
+if [[ -d $DATA && -f $RUN_DIR/mode && $(<"$RUN_DIR/mode") != "$mode" ]] && [[ -n $(ls -A "$DATA") ]]; then
+	die "$DATA was written by a node started with another OS_SECURITY or OS_ADMIN_PASSWORD; run OS_PORT=$OS_PORT scripts/opensearch-down.sh --wipe first"
+fi
 mkdir -p "$DATA" "$LOGS" "$TMPD"
 copy_stock_config "$OS_HOME/config" "$CONF" "$RUN_DIR/version" "$OS_VERSION"
 echo "$OS_VERSION" >"$RUN_DIR/version"
+echo "$mode" >"$RUN_DIR/mode"
 if [[ $OS_SECURITY == true ]]; then
 	mkdir -p "$CONF/certs"
 	cp "$OS_TLS_DIR/http.crt" "$CONF/certs/node.crt"
-	cp "$OS_TLS_DIR/http.key" "$CONF/certs/node.key"
+	install -m 0600 "$OS_TLS_DIR/http.key" "$CONF/certs/node.key"
 	cp "$OS_TLS_DIR/ca.crt" "$CONF/certs/ca.crt"
 	# The plugin tells nodes from clients by their certificate's subject.
-	node_dn=$(openssl x509 -in "$CONF/certs/node.crt" -noout -subject -nameopt RFC2253 | sed 's/^subject=[[:space:]]*//')
-	[[ -n $node_dn ]] || die "cannot read the subject of $OS_TLS_DIR/http.crt"
+	node_dn=$(openssl x509 -in "$CONF/certs/node.crt" -noout -subject -nameopt RFC2253) ||
+		die "cannot read the subject of $OS_TLS_DIR/http.crt"
+	node_dn=$(sed 's/^subject=[[:space:]]*//' <<<"$node_dn")
+	[[ -n $node_dn ]] || die "$OS_TLS_DIR/http.crt has an empty subject"
 	# Only user admin (backend role admin, which the stock roles_mapping.yml
-	# maps to all_access), with a bcrypt hash made by the plugin's own tool.
-	hash=$(env -u JAVA_HOME "JAVA_HOME=$OS_JAVA_HOME" "$OS_HOME/plugins/opensearch-security/tools/hash.sh" \
-		-p "$OS_ADMIN_PASSWORD" 2>/dev/null | tail -n 1)
-	[[ $hash == '$2'* ]] || die "plugins/opensearch-security/tools/hash.sh gave no bcrypt hash"
+	# maps to all_access), with a bcrypt hash made by the plugin's own tool
+	# (the password read from the environment, not the command line).
+	hash=$(env -u JAVA_HOME "JAVA_HOME=$OS_JAVA_HOME" OS_ADMIN_PASSWORD="$OS_ADMIN_PASSWORD" \
+		"$OS_HOME/plugins/opensearch-security/tools/hash.sh" -env OS_ADMIN_PASSWORD 2>"$LOGS/hash.log" | tail -n 1) ||
+		die "plugins/opensearch-security/tools/hash.sh failed: $(tail -n 5 "$LOGS/hash.log")"
+	[[ $hash == '$2'* ]] || die "plugins/opensearch-security/tools/hash.sh gave no bcrypt hash: $(tail -n 5 "$LOGS/hash.log")"
 	cat >"$CONF/opensearch-security/internal_users.yml" <<-EOF
 		# generated by scripts/opensearch-up.sh; edits are overwritten
 		_meta:
@@ -228,7 +254,7 @@ sed -i -e "s|file=logs/|file=$LOGS/|" -e "s|-XX:ErrorFile=logs/|-XX:ErrorFile=$L
 		echo "plugins.security.ssl.http.pemkey_filepath: certs/node.key"
 		echo "plugins.security.ssl.http.pemtrustedcas_filepath: certs/ca.crt"
 		echo "plugins.security.allow_default_init_securityindex: true"
-		echo "plugins.security.nodes_dn: [\"$node_dn\"]"
+		echo "plugins.security.nodes_dn: ['${node_dn//\'/\'\'}']"
 		echo "plugins.security.restapi.roles_enabled: [\"all_access\"]"
 		echo "plugins.security.audit.type: noop"
 	elif [[ -d $OS_HOME/plugins/opensearch-security ]]; then
@@ -256,7 +282,7 @@ start=$(now_s)
 # keeps the server log (in $LOGS) off the console, i.e. out of cli.log.
 (
 	close_extra_fds
-	exec setsid "${RUN_AS[@]}" env -u JAVA_HOME \
+	exec setsid "${RUN_AS[@]}" env -u JAVA_HOME -u OS_ADMIN_PASSWORD \
 		"OPENSEARCH_HOME=$OS_HOME" \
 		"OPENSEARCH_PATH_CONF=$CONF" \
 		"OPENSEARCH_JAVA_HOME=$OS_JAVA_HOME" \

@@ -26,7 +26,8 @@ func setupCommand() command {
 // runSetup does, once and with administrator rights, what the daemon's least-privilege
 // key may not: put enricher's field mappings on every alert index the patterns match,
 // create the state index, and (with --kibana-url) import the Kibana saved objects.
-// --print-role prints the daemon's role instead and touches nothing.
+// --print-role prints the daemon's role instead and changes nothing (it only asks the
+// server which it is, unless --server says).
 func runSetup(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet("setup", e)
 	cfgPath := fs.String("config", "", "config file (YAML); the credentials must be an administrator's")
@@ -119,8 +120,9 @@ func runSetup(ctx context.Context, e env, args []string) error {
 
 // printRoleDescriptor prints the role of the daemon or of setup, for Elasticsearch (a
 // role descriptor) or OpenSearch (a security plugin role): the server named, else the one
-// the configuration points at (GET /, which needs no privilege), else Elasticsearch's with
-// a note.
+// the configuration points at (GET /, decided even when the credentials are refused).
+// When neither is known it prints nothing and fails, so a script redirecting the output
+// never gets the other server's role.
 func printRoleDescriptor(ctx context.Context, e env, cfg config.Config, which, server string) error {
 	if which != "daemon" && which != "setup" {
 		return usagef("--print-role %q: want daemon or setup", which)
@@ -128,7 +130,6 @@ func printRoleDescriptor(ctx context.Context, e env, cfg config.Config, which, s
 	switch server {
 	case "elasticsearch", "opensearch":
 	case "":
-		server = "elasticsearch"
 		client, err := elastic.NewClient(cfg.Elasticsearch, nil)
 		if err != nil {
 			return usageError{err}
@@ -136,11 +137,12 @@ func printRoleDescriptor(ctx context.Context, e env, cfg config.Config, which, s
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		srv, err := client.Server(ctx)
-		switch {
-		case err != nil:
-			fmt.Fprintf(e.stderr, "enricher: could not ask %s which server it is (%v): printing Elasticsearch's role; for OpenSearch's give --server opensearch\n",
+		if err != nil {
+			return fmt.Errorf("could not ask %s which server it is (%w): give --server elasticsearch or --server opensearch",
 				strings.Join(cfg.Elasticsearch.URLs, ","), err)
-		case srv.Distribution == elastic.DistributionOpenSearch:
+		}
+		server = "elasticsearch"
+		if srv.Distribution == elastic.DistributionOpenSearch {
 			server = "opensearch"
 		}
 	default:

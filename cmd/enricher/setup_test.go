@@ -9,8 +9,9 @@ import (
 )
 
 // TestSetupPrintRole: --print-role prints Elasticsearch's role descriptor or OpenSearch's
-// security plugin role, chosen by --server or, when the server cannot be asked,
-// Elasticsearch's with a note naming the flag; bad values are usage errors.
+// security plugin role, chosen by --server; when the server cannot be asked and no
+// --server is given it prints nothing, exits 1 and names the flag; bad values are usage
+// errors.
 func TestSetupPrintRole(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "c.yml")
 	// Nothing listens on port 1: the server cannot be asked.
@@ -27,8 +28,8 @@ func TestSetupPrintRole(t *testing.T) {
 	}
 
 	code, out, errOut := runCmd(t, "setup", "--print-role", "daemon", "--config", cfg)
-	if code != 0 || decode(out)["indices"] == nil || !strings.Contains(errOut, "--server opensearch") {
-		t.Fatalf("no server to ask: exit %d, want Elasticsearch's role and a note\n%s\n%s", code, out, errOut)
+	if code != 1 || out != "" || !strings.Contains(errOut, "--server opensearch") {
+		t.Fatalf("no server to ask: exit %d, want 1, no role and the flag named\n%s\n%s", code, out, errOut)
 	}
 	code, out, _ = runCmd(t, "setup", "--print-role", "daemon", "--server", "opensearch", "--config", cfg)
 	role := decode(out)

@@ -434,7 +434,8 @@ func TestServerRestartMidRun(t *testing.T) {
 		up, down, portVar, port, server = "opensearch-up.sh", "opensearch-down.sh", "OS_PORT", "9262", "OpenSearch"
 	}
 	scripts := filepath.Join(repoRoot(t), "scripts")
-	esEnv := append(os.Environ(), portVar+"="+port)
+	// A plain node whatever the caller's environment says (exec keeps the last of a key).
+	esEnv := append(os.Environ(), portVar+"="+port, "ES_SECURITY=false", "ES_TLS_DIR=", "OS_SECURITY=false", "OS_TLS_DIR=", "OS_ADMIN_PASSWORD=")
 	run := func(name string, args ...string) {
 		cmd := exec.Command(filepath.Join(scripts, name), args...)
 		cmd.Env = esEnv
