@@ -13,7 +13,9 @@
 #   ES_JAVA_OPTS      -Xms512m -Xmx512m
 #   ES_JAVA_HOME      the oldest JDK in /usr/lib/jvm that the version runs on
 #                     (8.x: Java 17+, 9.x: Java 21+; the zip bundles no JDK)
-#   ES_SECURITY       false       true: security on, user elastic / $ES_PASSWORD (plain HTTP)
+#   ES_SECURITY       false       true: security on, user elastic / $ES_PASSWORD (plain HTTP),
+#                                 in a tree of its own with scripts/es-test-analysis added so
+#                                 the security index (API keys, native users) can be created
 #   ES_PASSWORD       changeme
 #   ES_TLS_DIR        (unset)     with ES_SECURITY=true: a folder holding http.crt, http.key
 #                                 (PEM) and ca.crt; HTTP is then served over TLS (https://)
@@ -111,9 +113,46 @@ if port_open "$ES_PORT"; then
 	die "port $ES_PORT is in use by something that does not speak HTTP"
 fi
 
+# install_test_analysis PLAIN_HOME HOME: unless HOME holds the current build, copy the
+# plain tree to HOME and add scripts/es-test-analysis, the analysis components the
+# security index needs (the integ-test zip lacks the analysis-common module): without
+# them neither API keys nor native users can be created. Compiled here with the JDK's
+# javac against the tree's own jars.
+install_test_analysis() {
+	local plain=$1 home=$2 src tmp javac jar stamp
+	src="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/es-test-analysis"
+	stamp="$ES_VERSION $(cat "$src/plugin-descriptor.properties" "$src"/src/dev/enricher/testanalysis/*.java | sha256sum | cut -c1-16)"
+	[[ -f $home/.enricher-complete && $(<"$home/.enricher-complete") == "$stamp" ]] && return 0
+	javac=$ES_JAVA_HOME/bin/javac
+	jar=$ES_JAVA_HOME/bin/jar
+	if [[ ! -x $javac || ! -x $jar ]]; then
+		need_cmd javac
+		need_cmd jar
+		javac=$(command -v javac)
+		jar=$(command -v jar)
+	fi
+	log "building the test analysis plugin into $home"
+	tmp=$(clone_tree "$plain" "$home")
+	mkdir -p "$tmp/.build" "$tmp/plugins/enricher-test-analysis"
+	"$javac" --release 17 -nowarn -cp "$plain/lib/*" -d "$tmp/.build" "$src"/src/dev/enricher/testanalysis/*.java >"$tmp/.build.log" 2>&1 &&
+		"$jar" cf "$tmp/plugins/enricher-test-analysis/enricher-test-analysis.jar" -C "$tmp/.build" . >>"$tmp/.build.log" 2>&1 || {
+		cat "$tmp/.build.log" >&2
+		rm -rf "$tmp"
+		die "building scripts/es-test-analysis failed"
+	}
+	sed "s/@ES_VERSION@/$ES_VERSION/" "$src/plugin-descriptor.properties" >"$tmp/plugins/enricher-test-analysis/plugin-descriptor.properties"
+	rm -rf "$tmp/.build" "$tmp/.build.log"
+	finish_tree "$tmp" "$home" "$stamp"
+}
+
 # ---- user (ES refuses to run as root) ----
 # ---- user, Java, fetch + unpack (once, cached) ----
 es_prepare_home
+if [[ $ES_SECURITY == true ]]; then
+	plain_home=$ES_HOME
+	ES_HOME="$ES_BASE/elasticsearch-$ES_VERSION-security"
+	with_lock "$ES_BASE/.elasticsearch-$ES_VERSION-security.lock" install_test_analysis "$plain_home" "$ES_HOME"
+fi
 if [[ $ES_BASE != "$ENRICHER_CACHE" && -z ${ES_CACHE:-} ]]; then
 	log "note: $ES_USER cannot reach $ENRICHER_CACHE; using $ES_BASE instead"
 fi

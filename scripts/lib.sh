@@ -304,6 +304,30 @@ _install_dist() {
 	touch "$home/.enricher-complete"
 }
 
+# clone_tree SRC HOME: prints a new folder beside HOME holding a copy of the server tree
+# SRC, without SRC's completion mark, for a variant of it (plugins added) that
+# finish_tree then puts in HOME's place.
+clone_tree() {
+	local src=$1 home=$2 tmp
+	tmp=$(mktemp -d "$(dirname "$home")/.variant.XXXXXX")
+	cp -a "$src/." "$tmp/" || {
+		rm -rf "$tmp"
+		die "cannot copy $src to $tmp"
+	}
+	rm -f "$tmp/.enricher-complete"
+	printf '%s\n' "$tmp"
+}
+
+# finish_tree TMP HOME STAMP: TMP (from clone_tree) readable by everyone, in HOME's
+# place, marked complete with STAMP.
+finish_tree() {
+	local tmp=$1 home=$2 stamp=$3
+	chmod -R a+rX,go-w "$tmp"
+	rm -rf "$home"
+	mv "$tmp" "$home"
+	printf '%s\n' "$stamp" >"$home/.enricher-complete"
+}
+
 # copy_stock_config HOME_CONFIG CONF VERSION_FILE VERSION: the distribution's
 # config (jvm.options, log4j2, users, roles.yml, ...) is copied into CONF once
 # per version, so files added to CONF (file-realm users/roles) survive restarts;

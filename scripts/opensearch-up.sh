@@ -120,12 +120,7 @@ install_security_plugin() {
 		[[ -s $zip ]] || die "mvn succeeded but $zip is missing"
 	fi
 	log "installing the security plugin into $home"
-	tmp=$(mktemp -d "$(dirname "$home")/.security.XXXXXX")
-	cp -a "$plain/." "$tmp/" || {
-		rm -rf "$tmp"
-		die "cannot copy $plain to $tmp"
-	}
-	rm -f "$tmp/.enricher-complete"
+	tmp=$(clone_tree "$plain" "$home")
 	env -u JAVA_HOME "OPENSEARCH_JAVA_HOME=$OS_JAVA_HOME" "OPENSEARCH_PATH_CONF=$tmp/config" \
 		"$tmp/bin/opensearch-plugin" install --batch "file://$zip" >"$tmp/plugin-install.log" 2>&1 || {
 		tail -n 40 "$tmp/plugin-install.log" >&2 || true
@@ -136,11 +131,8 @@ install_security_plugin() {
 		rm -rf "$tmp"
 		die "the security plugin left no config/opensearch-security"
 	}
-	chmod -R a+rX,go-w "$tmp"
 	chmod +x "$tmp/plugins/opensearch-security/tools/"*.sh 2>/dev/null || true
-	rm -rf "$home"
-	mv "$tmp" "$home"
-	touch "$home/.enricher-complete"
+	finish_tree "$tmp" "$home" "$version"
 }
 
 # ---- user, base dir, Java, fetch + unpack (once, cached) ----

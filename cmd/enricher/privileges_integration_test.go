@@ -77,17 +77,19 @@ func newTestCA(t *testing.T, dir string) testCA {
 func (c testCA) caFile() string { return filepath.Join(c.dir, "ca.crt") }
 
 // TestLeastPrivilegeOverHTTPS: on a security-enabled node serving HTTPS with a certificate
-// from a CA the test made, `enricher setup` (administrator) maps the fields and creates the
-// state index; the daemon then enriches everything as a user holding only the role
-// `setup --print-role daemon` prints, and maps a rolled-over index itself. That user
-// cannot delete an index or a document, read an index outside the patterns, create an
-// index, change settings or add an alias. A wrong password, an unknown API key, a wrong CA
-// and a wrong host name give clear errors at once, and /readyz fails.
+// from a CA the test made, `enricher setup` maps the fields and creates the state and
+// detail indices with an API key holding only the role `setup --print-role setup` prints;
+// the daemon then enriches everything with an API key holding only the role `setup
+// --print-role daemon` prints, and maps a rolled-over index itself. That key cannot delete
+// an index or a document, read an index outside the patterns, create an index, change
+// settings, add an alias or change a mapping detail. A wrong password, an unknown, revoked
+// or expired API key, a wrong CA and a wrong host name give clear errors at once, and
+// /readyz fails.
 func TestLeastPrivilegeOverHTTPS(t *testing.T) {
 	port, password := "9263", "enricher-admin-pw"
 	ca := newTestCA(t, filepath.Join(t.TempDir(), "tls"))
 	wrongCA := newTestCA(t, filepath.Join(t.TempDir(), "other"))
-	script := startSecuredServer(t, "es", "ES_PORT="+port, "ES_SECURITY=true", "ES_PASSWORD="+password, "ES_TLS_DIR="+ca.dir)
+	startSecuredServer(t, "es", "ES_PORT="+port, "ES_SECURITY=true", "ES_PASSWORD="+password, "ES_TLS_DIR="+ca.dir)
 
 	esURL := "https://127.0.0.1:" + port
 	client := func(cfg config.Elasticsearch) *elastic.Client {
@@ -129,48 +131,36 @@ func TestLeastPrivilegeOverHTTPS(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("print-role: %d %s", code, roleJSON)
 	}
-	// API keys need the security index, which the minimal build cannot create (no
-	// analysis-common module): the daemon's credential is a file-realm user holding
-	// exactly the printed role, which is what an API key's role_descriptors would hold.
-	newUser := func(user, pw, roleName, roleJSON string) {
+	// API keys made by the administrator with exactly the role --print-role prints, as
+	// the README shows (the administrator is a superuser: the key holds that role and
+	// nothing else). expiration "" never expires.
+	newKey := func(name, roleJSON, expiration string) (id, encoded string) {
 		t.Helper()
 		var role map[string]any
-		if err := json.Unmarshal([]byte(roleJSON), &role); err != nil {
+		if err := json.Unmarshal([]byte(roleJSON), &role); err != nil || role["indices"] == nil {
 			t.Fatalf("print-role printed %q: %v", roleJSON, err)
 		}
-		f := filepath.Join(t.TempDir(), roleName+".yml")
-		os.WriteFile(f, []byte(roleJSON), 0o644) // JSON is YAML: es-user.sh indents it under the role name
-		if err := script("es-user.sh", user, pw, roleName, f); err != nil {
-			t.Fatalf("es-user.sh %s: %v", user, err)
+		body := map[string]any{"name": name, "role_descriptors": map[string]any{"enricher": role}}
+		if expiration != "" {
+			body["expiration"] = expiration
 		}
-		// The file realm re-reads users and roles within seconds, not together: wait
-		// until the user holds the role's privileges on the alerts.
-		c := client(config.Elasticsearch{Username: user, Password: pw})
-		probe, _ := json.Marshal(map[string]any{"index": []any{map[string]any{"names": []string{s.Alias()}, "privileges": []string{"view_index_metadata"}}}})
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			code, resp, err := c.Do(ctx, "other", http.MethodPost, "/_security/user/_has_privileges", nil, probe)
-			var r struct {
-				All bool `json:"has_all_requested"`
-			}
-			if err == nil && code == http.StatusOK && json.Unmarshal(resp, &r) == nil && r.All {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("user %s cannot authenticate: %v %d", user, err, code)
-			}
-			time.Sleep(500 * time.Millisecond)
+		code, resp := do(admin, http.MethodPost, "/_security/api_key", body)
+		var r struct{ ID, Encoded string }
+		if code != http.StatusOK || json.Unmarshal(resp, &r) != nil || r.Encoded == "" {
+			t.Fatalf("create API key %s: %d %s", name, code, resp)
 		}
+		return r.ID, r.Encoded
 	}
-	// setup, as a user holding only the role `--print-role setup` prints.
+	keyCfg := func(key, caFile, host string) string { return cfgFor(fmt.Sprintf("api_key: %q", key), caFile, host) }
+	// setup, with a key holding only the role `--print-role setup` prints.
 	setupRole, _ := run(adminCfg, "setup", "--print-role", "setup")
-	newUser("enricher-setup", "setup-pw", "enricher_setup", setupRole)
-	if out, code := run(cfgFor(`username: enricher-setup, password: setup-pw`, ca.caFile(), "127.0.0.1"), "setup"); code != 0 || !strings.Contains(out, "1 mapped") ||
+	_, setupKey := newKey("enricher-setup", setupRole, "")
+	if out, code := run(keyCfg(setupKey, ca.caFile(), "127.0.0.1"), "setup"); code != 0 || !strings.Contains(out, "1 mapped") ||
 		!strings.Contains(out, "mapping detail index enricher-mapping-details: ready; ruleset builtin-t1021.002-1: 20 details written") {
 		t.Fatalf("setup with the setup role: exit %d\n%s", code, out)
 	}
-	newUser("enricher", "daemon-pw", "enricher_daemon", roleJSON)
-	daemonCfg := cfgFor(`username: enricher, password: daemon-pw`, ca.caFile(), "127.0.0.1")
+	_, daemonKey := newKey("enricher-daemon", roleJSON, "")
+	daemonCfg := keyCfg(daemonKey, ca.caFile(), "127.0.0.1")
 
 	// The daemon enriches everything with the least-privilege key.
 	if out, code := run(daemonCfg, "run", "--once", "--listen", freeAddr(t)); code != 0 {
@@ -191,7 +181,7 @@ func TestLeastPrivilegeOverHTTPS(t *testing.T) {
 	}
 
 	// What the key cannot do.
-	dk := client(config.Elasticsearch{Username: "enricher", Password: "daemon-pw"})
+	dk := client(config.Elasticsearch{APIKey: daemonKey})
 	checkForbidden(t, func(method, path string, body any) (int, []byte) { return do(dk, method, path, body) }, []forbidden{
 		{"delete an alert index", http.MethodDelete, "/" + s.Backing(), nil},
 		{"delete an alert", http.MethodDelete, "/" + s.Backing() + "/_doc/" + url.PathEscape(docs[0].ID), nil},
@@ -228,17 +218,26 @@ func TestLeastPrivilegeOverHTTPS(t *testing.T) {
 		t.Fatalf("%d of %d alerts enriched after rollover", n, len(docs)+1)
 	}
 
-	// Refusals: each ends run --once at once (exit 1) with the cause named.
-	wrongPassword := cfgFor(`username: enricher, password: not-the-password`, ca.caFile(), "127.0.0.1")
+	// Refusals: each ends run --once at once (exit 1) with the cause named. A revoked
+	// (invalidated) key and an expired one are refused like an unknown one.
+	revokedID, revokedKey := newKey("enricher-revoked", roleJSON, "")
+	if code, resp := do(admin, http.MethodDelete, "/_security/api_key", map[string]any{"ids": []string{revokedID}}); code != http.StatusOK {
+		t.Fatalf("invalidate API key: %d %s", code, resp)
+	}
+	_, expiredKey := newKey("enricher-expired", roleJSON, "1s")
+	time.Sleep(2 * time.Second)
+	revoked := keyCfg(revokedKey, ca.caFile(), "127.0.0.1")
 	checkRefusals(t, []refusal{
-		{"wrong password", wrongPassword, "authentication failed"},
-		{"unknown API key", cfgFor(`api_key: "dW5rbm93bjprZXk="`, ca.caFile(), "127.0.0.1"), "authentication failed"},
-		{"wrong CA", cfgFor(`username: enricher, password: daemon-pw`, wrongCA.caFile(), "127.0.0.1"), "not signed by a trusted CA"},
-		{"wrong host name", cfgFor(`username: enricher, password: daemon-pw`, ca.caFile(), "localhost"), "does not name the host"},
+		{"wrong password", cfgFor(`username: elastic, password: not-the-password`, ca.caFile(), "127.0.0.1"), "authentication failed"},
+		{"unknown API key", keyCfg("dW5rbm93bjprZXk=", ca.caFile(), "127.0.0.1"), "authentication failed"},
+		{"revoked API key", revoked, "authentication failed"},
+		{"expired API key", keyCfg(expiredKey, ca.caFile(), "127.0.0.1"), "authentication failed"},
+		{"wrong CA", keyCfg(daemonKey, wrongCA.caFile(), "127.0.0.1"), "not signed by a trusted CA"},
+		{"wrong host name", keyCfg(daemonKey, ca.caFile(), "localhost"), "does not name the host"},
 	})
 
-	// The daemon with a refused credential stays up, and /readyz fails with the reason.
-	checkReadyzFails(t, wrongPassword, "authentication failed")
+	// The daemon with a revoked key stays up, and /readyz fails with the reason.
+	checkReadyzFails(t, revoked, "authentication failed")
 }
 
 // TestOpenSearchLeastPrivilegeOverHTTPS is TestLeastPrivilegeOverHTTPS on OpenSearch with
