@@ -33,6 +33,7 @@ func runSetup(ctx context.Context, e env, args []string) error {
 	cfgPath := fs.String("config", "", "config file (YAML); the credentials must be an administrator's")
 	printRole := fs.String("print-role", "", "print a role descriptor and exit: daemon or setup")
 	server := fs.String("server", "", "with --print-role: elasticsearch or opensearch (default: ask the configured server which it is)")
+	noPutMapping := fs.Bool("no-put-mapping", false, "with --print-role daemon: a role that cannot change any mapping of the alert indices (run setup again after each rollover)")
 	kibanaURL := fs.String("kibana-url", "", "import the Kibana saved objects into this Kibana (e.g. https://kibana:5601)")
 	kibanaSpace := fs.String("kibana-space", "default", "Kibana space to import into")
 	kibanaCA := fs.String("kibana-ca-file", "", "PEM file of CA certificates to trust for Kibana (default: the system's)")
@@ -46,8 +47,11 @@ func runSetup(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *noPutMapping && *printRole != "daemon" {
+		return usagef("--no-put-mapping is for --print-role daemon")
+	}
 	if *printRole != "" {
-		return printRoleDescriptor(ctx, e, cfg, *printRole, *server)
+		return printRoleDescriptor(ctx, e, cfg, *printRole, *server, !*noPutMapping)
 	}
 	if *server != "" {
 		return usagef("--server is for --print-role; setup asks the server which it is")
@@ -123,7 +127,7 @@ func runSetup(ctx context.Context, e env, args []string) error {
 // the configuration points at (GET /, decided even when the credentials are refused).
 // When neither is known it prints nothing and fails, so a script redirecting the output
 // never gets the other server's role.
-func printRoleDescriptor(ctx context.Context, e env, cfg config.Config, which, server string) error {
+func printRoleDescriptor(ctx context.Context, e env, cfg config.Config, which, server string, putMapping bool) error {
 	if which != "daemon" && which != "setup" {
 		return usagef("--print-role %q: want daemon or setup", which)
 	}
@@ -148,11 +152,18 @@ func printRoleDescriptor(ctx context.Context, e env, cfg config.Config, which, s
 	default:
 		return usagef("--server %q: want elasticsearch or opensearch", server)
 	}
-	roles := map[string]func([]string, string, string) map[string]any{
-		"elasticsearch daemon": elastic.DaemonRole, "elasticsearch setup": elastic.SetupRole,
-		"opensearch daemon": elastic.OpenSearchDaemonRole, "opensearch setup": elastic.OpenSearchSetupRole,
+	ix, state, details := cfg.Alerts.Indices, cfg.Daemon.StateIndex, cfg.Output.DetailsIndex
+	var role map[string]any
+	switch server + " " + which {
+	case "elasticsearch daemon":
+		role = elastic.DaemonRole(ix, state, details, putMapping)
+	case "elasticsearch setup":
+		role = elastic.SetupRole(ix, state, details)
+	case "opensearch daemon":
+		role = elastic.OpenSearchDaemonRole(ix, state, details, putMapping)
+	default:
+		role = elastic.OpenSearchSetupRole(ix, state, details)
 	}
-	role := roles[server+" "+which](cfg.Alerts.Indices, cfg.Daemon.StateIndex, cfg.Output.DetailsIndex)
 	b, _ := json.MarshalIndent(role, "", "  ")
 	fmt.Fprintln(e.stdout, string(b))
 	return nil

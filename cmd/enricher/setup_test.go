@@ -37,7 +37,7 @@ func TestSetupPrintRole(t *testing.T) {
 		t.Fatalf("--server opensearch: exit %d\n%s", code, out)
 	}
 	b, _ := json.Marshal(role)
-	for _, want := range []string{`"indices:data/write/bulk"`, `".ds-wazuh-alerts-4.x-*"`, `".enricher-state"`, `"enricher-mapping-details"`} {
+	for _, want := range []string{`"indices:data/write/bulk"`, `"indices:admin/mapping/put"`, `".ds-wazuh-alerts-4.x-*"`, `".enricher-state"`, `"enricher-mapping-details"`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("OpenSearch daemon role lacks %s: %s", want, b)
 		}
@@ -45,6 +45,33 @@ func TestSetupPrintRole(t *testing.T) {
 	for _, bad := range []string{"delete_index", "manage", "indices_all", "create_index"} {
 		if strings.Contains(string(b), `"`+bad+`"`) {
 			t.Errorf("OpenSearch daemon role grants %s: %s", bad, b)
+		}
+	}
+	// --no-put-mapping: the index and bulk actions by name instead of the index privilege
+	// (or action group), which would include the put-mapping action.
+	for _, srv := range []string{"elasticsearch", "opensearch"} {
+		code, out, _ = runCmd(t, "setup", "--print-role", "daemon", "--no-put-mapping", "--server", srv, "--config", cfg)
+		role := decode(out)
+		alerts, _ := json.Marshal(role)
+		if code != 0 {
+			t.Fatalf("--no-put-mapping --server %s: exit %d\n%s", srv, code, out)
+		}
+		var first struct {
+			Indices          []struct{ Privileges []string }
+			IndexPermissions []struct {
+				AllowedActions []string `json:"allowed_actions"`
+			} `json:"index_permissions"`
+		}
+		json.Unmarshal(alerts, &first)
+		var got []string
+		if srv == "elasticsearch" {
+			got = first.Indices[0].Privileges
+		} else {
+			got = first.IndexPermissions[0].AllowedActions
+		}
+		joined := strings.Join(got, " ")
+		if strings.Contains(" "+joined+" ", " index ") || strings.Contains(joined, "mapping/put") || !strings.Contains(joined, "indices:data/write/index*") {
+			t.Errorf("--no-put-mapping --server %s: alert indices get %v, want the write actions by name and no put mapping", srv, got)
 		}
 	}
 	code, out, _ = runCmd(t, "setup", "--print-role", "setup", "--server", "elasticsearch", "--config", cfg)
@@ -55,6 +82,8 @@ func TestSetupPrintRole(t *testing.T) {
 		{"--print-role", "daemon", "--server", "solr"},
 		{"--print-role", "admin", "--server", "opensearch"},
 		{"--server", "opensearch"},
+		{"--print-role", "setup", "--no-put-mapping", "--server", "opensearch"},
+		{"--no-put-mapping"},
 	} {
 		if code, _, errOut := runCmd(t, append(append([]string{"setup"}, args...), "--config", cfg)...); code != 2 || errOut == "" {
 			t.Errorf("setup %v: exit %d, want 2 (usage) with a message: %s", args, code, errOut)

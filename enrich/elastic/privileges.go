@@ -36,11 +36,13 @@ func backingPatterns(patterns []string) []string {
 // of an API key's role_descriptors) for the daemon: search, point in time and update of
 // the alerts; its state documents and the mapping detail index, whose documents of old
 // rulesets it also deletes. It cannot delete an index or an alert, read an index outside
-// the patterns, create an index or change settings. Elasticsearch's
-// index privilege includes the put-mapping action, so the daemon maps its fields on
-// rolled-over indices itself.
-func DaemonRole(alertPatterns []string, stateIndex, detailsIndex string) map[string]any {
-	alerts := []string{"read", "index", "view_index_metadata"}
+// the patterns, create an index or change settings. On the alerts it holds read and
+// view_index_metadata and, by action name, the bulk index of documents and (putMapping)
+// the put-mapping action, so that it maps its fields on rolled-over indices itself.
+// Without putMapping it cannot change any mapping of the alert indices, and an index
+// `enricher setup` has not mapped yet is left out (named, retried) until setup runs again.
+func DaemonRole(alertPatterns []string, stateIndex, detailsIndex string, putMapping bool) map[string]any {
+	alerts := append([]string{"read", "view_index_metadata"}, alertWriteActions(putMapping)...)
 	return map[string]any{
 		"cluster": []string{},
 		"indices": []any{
@@ -67,19 +69,33 @@ func SetupRole(alertPatterns []string, stateIndex, detailsIndex string) map[stri
 	}
 }
 
+// alertWriteActions are what the daemon's guarded bulk index of an alert needs, by action
+// name, on Elasticsearch and OpenSearch alike: the bulk request and its shard requests,
+// the index operation of each item, and (putMapping) the put-mapping action. The index
+// privilege (or action group) would also grant updates and put mapping unasked.
+func alertWriteActions(putMapping bool) []string {
+	a := []string{"indices:data/write/bulk*", "indices:data/write/index*"}
+	if putMapping {
+		a = append(a, "indices:admin/mapping/put")
+	}
+	return a
+}
+
 // OpenSearchDaemonRole is DaemonRole for OpenSearch's security plugin: the body of PUT
 // _plugins/_security/api/roles/<name>, mapped to the daemon's user with
 // _plugins/_security/api/rolesmapping/<name>. The plugin evaluates _bulk and _mget as
 // cluster actions before it checks each item's index, so those two are granted by name
-// at the cluster level; the index action groups are the plugin's own: read (search,
-// point in time, get, resolve), index (index, update, bulk items and the put-mapping
-// action, as on Elasticsearch), delete (documents only). Nothing lets it delete or
-// create an index, or change settings or aliases.
-func OpenSearchDaemonRole(alertPatterns []string, stateIndex, detailsIndex string) map[string]any {
+// at the cluster level. On the alerts: the plugin's read group (search, point in time,
+// get, resolve), the mapping check, and the write actions by name as on Elasticsearch
+// (putMapping likewise); on its own two indices the plugin's index and delete groups
+// (documents only). Nothing lets it delete or create an index, or change settings or
+// aliases.
+func OpenSearchDaemonRole(alertPatterns []string, stateIndex, detailsIndex string, putMapping bool) map[string]any {
+	alerts := append([]string{"read", "indices:admin/mappings/get"}, alertWriteActions(putMapping)...)
 	return map[string]any{
 		"cluster_permissions": []string{"indices:data/read/mget", "indices:data/write/bulk"},
 		"index_permissions": []any{
-			osIndexPermission(backingPatterns(alertPatterns), "read", "index", "indices:admin/mappings/get"),
+			osIndexPermission(backingPatterns(alertPatterns), alerts...),
 			osIndexPermission([]string{stateIndex}, "read", "index", "delete", "indices:admin/mappings/get"),
 			osIndexPermission([]string{detailsIndex}, "read", "index", "delete", "indices:admin/mappings/get"),
 		},
