@@ -113,23 +113,23 @@ if port_open "$ES_PORT"; then
 	die "port $ES_PORT is in use by something that does not speak HTTP"
 fi
 
-# install_test_analysis PLAIN_HOME HOME: unless HOME holds the current build, copy the
-# plain tree to HOME and add scripts/es-test-analysis, the analysis components the
-# security index needs (the integ-test zip lacks the analysis-common module): without
-# them neither API keys nor native users can be created. Compiled here with the JDK's
-# javac against the tree's own jars.
+# install_test_analysis PLAIN_HOME HOME: unless HOME is complete, copy the plain tree
+# to HOME and add scripts/es-test-analysis, the analysis components the security index
+# needs (the integ-test zip lacks the analysis-common module): without them neither API
+# keys nor native users can be created. Compiled here with the JDK's javac against the
+# tree's own jars. HOME's name carries a hash of the plugin's source, so a tree nodes run
+# from is never replaced under them.
 install_test_analysis() {
-	local plain=$1 home=$2 src tmp javac jar stamp
-	src="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/es-test-analysis"
-	stamp="$ES_VERSION $(cat "$src/plugin-descriptor.properties" "$src"/src/dev/enricher/testanalysis/*.java | sha256sum | cut -c1-16)"
-	[[ -f $home/.enricher-complete && $(<"$home/.enricher-complete") == "$stamp" ]] && return 0
+	local plain=$1 home=$2 src=$ES_TEST_ANALYSIS tmp javac jar min
+	[[ -f $home/.enricher-complete ]] && return 0
+	min=$(es_java_min "$ES_VERSION")
 	javac=$ES_JAVA_HOME/bin/javac
 	jar=$ES_JAVA_HOME/bin/jar
 	if [[ ! -x $javac || ! -x $jar ]]; then
-		need_cmd javac
-		need_cmd jar
-		javac=$(command -v javac)
-		jar=$(command -v jar)
+		javac=$(command -v javac || true)
+		jar=$(command -v jar || true)
+		[[ -n $javac && -n $jar ]] && (($(java_major "$(dirname "$(dirname "$(readlink -f "$javac")")")") >= min)) ||
+			die "ES_SECURITY=true compiles scripts/es-test-analysis: $ES_JAVA_HOME has no javac and no JDK $min+ javac is on PATH; set ES_JAVA_HOME to a JDK $min+ (not a JRE)"
 	fi
 	log "building the test analysis plugin into $home"
 	tmp=$(clone_tree "$plain" "$home")
@@ -142,7 +142,7 @@ install_test_analysis() {
 	}
 	sed "s/@ES_VERSION@/$ES_VERSION/" "$src/plugin-descriptor.properties" >"$tmp/plugins/enricher-test-analysis/plugin-descriptor.properties"
 	rm -rf "$tmp/.build" "$tmp/.build.log"
-	finish_tree "$tmp" "$home" "$stamp"
+	finish_tree "$tmp" "$home" "$ES_VERSION"
 }
 
 # ---- user (ES refuses to run as root) ----
@@ -150,8 +150,10 @@ install_test_analysis() {
 es_prepare_home
 if [[ $ES_SECURITY == true ]]; then
 	plain_home=$ES_HOME
-	ES_HOME="$ES_BASE/elasticsearch-$ES_VERSION-security"
-	with_lock "$ES_BASE/.elasticsearch-$ES_VERSION-security.lock" install_test_analysis "$plain_home" "$ES_HOME"
+	ES_TEST_ANALYSIS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/es-test-analysis"
+	src_hash=$(cat "$ES_TEST_ANALYSIS/plugin-descriptor.properties" "$ES_TEST_ANALYSIS"/src/dev/enricher/testanalysis/*.java | sha256sum | cut -c1-12)
+	ES_HOME="$ES_BASE/elasticsearch-$ES_VERSION-security-$src_hash"
+	with_lock "$ES_BASE/.elasticsearch-$ES_VERSION-security-$src_hash.lock" install_test_analysis "$plain_home" "$ES_HOME"
 fi
 if [[ $ES_BASE != "$ENRICHER_CACHE" && -z ${ES_CACHE:-} ]]; then
 	log "note: $ES_USER cannot reach $ENRICHER_CACHE; using $ES_BASE instead"

@@ -185,6 +185,7 @@ func TestLeastPrivilegeOverHTTPS(t *testing.T) {
 	checkForbidden(t, func(method, path string, body any) (int, []byte) { return do(dk, method, path, body) }, []forbidden{
 		{"delete an alert index", http.MethodDelete, "/" + s.Backing(), nil},
 		{"delete an alert", http.MethodDelete, "/" + s.Backing() + "/_doc/" + url.PathEscape(docs[0].ID), nil},
+		{"update an alert", http.MethodPost, "/" + s.Backing() + "/_update/" + url.PathEscape(docs[0].ID), map[string]any{"doc": map[string]any{"kibana.alert.workflow_status": "closed"}}},
 		{"read an index outside the patterns", http.MethodPost, "/other-index/_search", map[string]any{}},
 		{"create an index", http.MethodPut, "/" + s.Alias() + "-new", nil},
 		{"change index settings", http.MethodPut, "/" + s.Backing() + "/_settings", map[string]any{"index.blocks.write": true}},
@@ -358,6 +359,7 @@ func TestOpenSearchLeastPrivilegeOverHTTPS(t *testing.T) {
 	checkForbidden(t, func(method, path string, body any) (int, []byte) { return do(dk, method, path, body) }, []forbidden{
 		{"delete an alert index", http.MethodDelete, "/" + day1, nil},
 		{"delete an alert", http.MethodDelete, "/" + day1 + "/_doc/" + url.PathEscape(docs[0].ID), nil},
+		{"update an alert", http.MethodPost, "/" + day1 + "/_update/" + url.PathEscape(docs[0].ID), map[string]any{"doc": map[string]any{"rule": map[string]any{"level": 0}}}},
 		{"read an index outside the patterns", http.MethodPost, "/other-index/_search", map[string]any{}},
 		{"create an index", http.MethodPut, "/" + prefix + "new", nil},
 		{"change index settings", http.MethodPut, "/" + day1 + "/_settings", map[string]any{"index.blocks.write": true}},

@@ -71,12 +71,14 @@ func SetupRole(alertPatterns []string, stateIndex, detailsIndex string) map[stri
 
 // alertWriteActions are what the daemon's guarded bulk index of an alert needs, by action
 // name, on Elasticsearch and OpenSearch alike: the bulk request and its shard requests,
-// the index operation of each item, and (putMapping) the put-mapping action. The index
-// privilege (or action group) would also grant updates and put mapping unasked.
+// the index operation of each item, and (putMapping) the put-mapping action and the
+// dynamic mapping update a write may make (auto_put: only with output.install_mappings
+// false, where enricher's root is left to dynamic mapping; OpenSearch checks it as put).
+// The index privilege (or action group) would also grant updates and put mapping unasked.
 func alertWriteActions(putMapping bool) []string {
 	a := []string{"indices:data/write/bulk*", "indices:data/write/index*"}
 	if putMapping {
-		a = append(a, "indices:admin/mapping/put")
+		a = append(a, "indices:admin/mapping/put", "indices:admin/mapping/auto_put")
 	}
 	return a
 }

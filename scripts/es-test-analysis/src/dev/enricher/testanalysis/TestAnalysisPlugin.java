@@ -1,5 +1,5 @@
 /*
- * The four analysis components Elasticsearch's security index needs, for the minimal
+ * The analysis components Elasticsearch's security index needs, for the minimal
  * integ-test-zip build, which ships without the analysis-common module that provides
  * them in a real distribution. Without them the security index cannot be created, and
  * so neither can API keys or native users. Built and installed by scripts/es-up.sh
@@ -7,7 +7,9 @@
  *
  * What the security index asks for (its "email" analyzer): tokenizer uax_url_email,
  * filters pattern_capture (patterns, preserve_original), lowercase and unique. Each is
- * the Lucene class the real module wraps; unique keeps the first of equal tokens.
+ * the Lucene class the real module wraps; unique keeps the first of equal tokens (as the
+ * real one with only_on_same_position false). The server's own built-in lowercase filter
+ * takes precedence over this one where both exist.
  */
 package dev.enricher.testanalysis;
 
