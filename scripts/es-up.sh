@@ -142,7 +142,7 @@ install_test_analysis() {
 	}
 	sed "s/@ES_VERSION@/$ES_VERSION/" "$src/plugin-descriptor.properties" >"$tmp/plugins/enricher-test-analysis/plugin-descriptor.properties"
 	rm -rf "$tmp/.build" "$tmp/.build.log"
-	finish_tree "$tmp" "$home" "$ES_VERSION"
+	finish_tree "$tmp" "$home"
 }
 
 # ---- user (ES refuses to run as root) ----

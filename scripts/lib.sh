@@ -318,14 +318,14 @@ clone_tree() {
 	printf '%s\n' "$tmp"
 }
 
-# finish_tree TMP HOME STAMP: TMP (from clone_tree) readable by everyone, in HOME's
-# place, marked complete with STAMP.
+# finish_tree TMP HOME: TMP (from clone_tree) readable by everyone, in HOME's place,
+# marked complete.
 finish_tree() {
-	local tmp=$1 home=$2 stamp=$3
+	local tmp=$1 home=$2
 	chmod -R a+rX,go-w "$tmp"
 	rm -rf "$home"
 	mv "$tmp" "$home"
-	printf '%s\n' "$stamp" >"$home/.enricher-complete"
+	touch "$home/.enricher-complete"
 }
 
 # copy_stock_config HOME_CONFIG CONF VERSION_FILE VERSION: the distribution's

@@ -132,7 +132,7 @@ install_security_plugin() {
 		die "the security plugin left no config/opensearch-security"
 	}
 	chmod +x "$tmp/plugins/opensearch-security/tools/"*.sh 2>/dev/null || true
-	finish_tree "$tmp" "$home" "$version"
+	finish_tree "$tmp" "$home"
 }
 
 # ---- user, base dir, Java, fetch + unpack (once, cached) ----

@@ -109,10 +109,6 @@ func TestLeastPrivilegeOverHTTPS(t *testing.T) {
 	}
 	ctx := context.Background()
 	admin := client(config.Elasticsearch{Username: "elastic", Password: password})
-	do := func(c *elastic.Client, method, path string, body any) (int, []byte) {
-		t.Helper()
-		return doJSON(t, c, method, path, body)
-	}
 
 	s := sample.KibanaSpace("lp")
 	if err := sample.SetupKibana(ctx, admin, s); err != nil {
@@ -144,7 +140,7 @@ func TestLeastPrivilegeOverHTTPS(t *testing.T) {
 		if expiration != "" {
 			body["expiration"] = expiration
 		}
-		code, resp := do(admin, http.MethodPost, "/_security/api_key", body)
+		code, resp := doJSON(t, admin, http.MethodPost, "/_security/api_key", body)
 		var r struct{ ID, Encoded string }
 		if code != http.StatusOK || json.Unmarshal(resp, &r) != nil || r.Encoded == "" {
 			t.Fatalf("create API key %s: %d %s", name, code, resp)
@@ -166,23 +162,14 @@ func TestLeastPrivilegeOverHTTPS(t *testing.T) {
 	if out, code := run(daemonCfg, "run", "--once", "--listen", freeAddr(t)); code != 0 {
 		t.Fatalf("run --once with the daemon key: exit %d\n%s", code, out)
 	}
-	enriched := func() int {
-		sample.Refresh(ctx, admin, []string{s.Alias()})
-		b, _ := json.Marshal(map[string]any{"query": map[string]any{"exists": map[string]any{"field": "attack_mappings.ruleset.generation"}}})
-		code, resp, err := admin.Do(ctx, "other", http.MethodPost, "/"+s.Alias()+"/_count", url.Values{"expand_wildcards": {"open,hidden"}}, b)
-		var r struct{ Count int }
-		if err != nil || code != 200 || json.Unmarshal(resp, &r) != nil {
-			t.Fatalf("count: %v %s", err, resp)
-		}
-		return r.Count
-	}
+	enriched := func() int { return countEnriched(t, admin, s.Alias()) }
 	if n := enriched(); n != len(docs) {
 		t.Fatalf("%d of %d alerts enriched with the daemon key", n, len(docs))
 	}
 
 	// What the key cannot do.
 	dk := client(config.Elasticsearch{APIKey: daemonKey})
-	checkForbidden(t, func(method, path string, body any) (int, []byte) { return do(dk, method, path, body) }, []forbidden{
+	checkForbidden(t, func(method, path string, body any) (int, []byte) { return doJSON(t, dk, method, path, body) }, []forbidden{
 		{"delete an alert index", http.MethodDelete, "/" + s.Backing(), nil},
 		{"delete an alert", http.MethodDelete, "/" + s.Backing() + "/_doc/" + url.PathEscape(docs[0].ID), nil},
 		{"update an alert", http.MethodPost, "/" + s.Backing() + "/_update/" + url.PathEscape(docs[0].ID), map[string]any{"doc": map[string]any{"kibana.alert.workflow_status": "closed"}}},
@@ -195,13 +182,13 @@ func TestLeastPrivilegeOverHTTPS(t *testing.T) {
 	})
 	// What the README says it can: the default daemon role holds the put-mapping action
 	// (by name), so that the daemon maps rolled-over indices itself.
-	if code, resp := do(dk, http.MethodPut, "/"+s.Backing()+"/_mapping", map[string]any{"properties": map[string]any{
+	if code, resp := doJSON(t, dk, http.MethodPut, "/"+s.Backing()+"/_mapping", map[string]any{"properties": map[string]any{
 		"attack_mappings": map[string]any{"properties": map[string]any{"probe": map[string]any{"type": "keyword"}}}}}); code != http.StatusOK {
 		t.Errorf("the README says the daemon role holds the put-mapping action, but: %d %.300s", code, resp)
 	}
 
 	// Rollover: the new backing index lacks enricher's fields; the daemon maps it itself.
-	if code, resp := do(admin, http.MethodPost, "/"+s.Alias()+"/_rollover", map[string]any{}); code != 200 {
+	if code, resp := doJSON(t, admin, http.MethodPost, "/"+s.Alias()+"/_rollover", map[string]any{}); code != 200 {
 		t.Fatalf("rollover: %d %s", code, resp)
 	}
 	late := sample.Doc{Index: s.Alias(), ID: "after-rollover", Source: map[string]any{}}
@@ -224,7 +211,7 @@ func TestLeastPrivilegeOverHTTPS(t *testing.T) {
 	// until setup runs again.
 	strictRole, _ := run(adminCfg, "setup", "--print-role", "daemon", "--no-put-mapping")
 	_, strictKey := newKey("enricher-strict", strictRole, "")
-	if code, resp := do(admin, http.MethodPost, "/"+s.Alias()+"/_rollover", map[string]any{}); code != 200 {
+	if code, resp := doJSON(t, admin, http.MethodPost, "/"+s.Alias()+"/_rollover", map[string]any{}); code != 200 {
 		t.Fatalf("rollover: %d %s", code, resp)
 	}
 	late.ID, late.Source["@timestamp"] = "after-second-rollover", time.Now().UTC().Format(time.RFC3339)
@@ -237,7 +224,7 @@ func TestLeastPrivilegeOverHTTPS(t *testing.T) {
 	// Refusals: each ends run --once at once (exit 1) with the cause named. A revoked
 	// (invalidated) key and an expired one are refused like an unknown one.
 	revokedID, revokedKey := newKey("enricher-revoked", roleJSON, "")
-	if code, resp := do(admin, http.MethodDelete, "/_security/api_key", map[string]any{"ids": []string{revokedID}}); code != http.StatusOK {
+	if code, resp := doJSON(t, admin, http.MethodDelete, "/_security/api_key", map[string]any{"ids": []string{revokedID}}); code != http.StatusOK {
 		t.Fatalf("invalidate API key: %d %s", code, resp)
 	}
 	_, expiredKey := newKey("enricher-expired", roleJSON, "1s")
@@ -280,10 +267,6 @@ func TestOpenSearchLeastPrivilegeOverHTTPS(t *testing.T) {
 	}
 	ctx := context.Background()
 	admin := client("admin", password)
-	do := func(c *elastic.Client, method, path string, body any) (int, []byte) {
-		t.Helper()
-		return doJSON(t, c, method, path, body)
-	}
 	if srv, err := admin.Server(ctx); err != nil || srv.Distribution != elastic.DistributionOpenSearch {
 		t.Fatalf("server: %+v %v", srv, err)
 	}
@@ -312,7 +295,7 @@ func TestOpenSearchLeastPrivilegeOverHTTPS(t *testing.T) {
 			{"/_plugins/_security/api/internalusers/" + user, map[string]any{"password": pw}},
 			{"/_plugins/_security/api/rolesmapping/" + roleName, map[string]any{"users": []string{user}}},
 		} {
-			if code, resp := do(admin, http.MethodPut, req.path, req.body); code != http.StatusOK && code != http.StatusCreated {
+			if code, resp := doJSON(t, admin, http.MethodPut, req.path, req.body); code != http.StatusOK && code != http.StatusCreated {
 				t.Fatalf("PUT %s: %d %s", req.path, code, resp)
 			}
 		}
@@ -336,27 +319,18 @@ func TestOpenSearchLeastPrivilegeOverHTTPS(t *testing.T) {
 	if out, code := run(daemonCfg, "run", "--once", "--listen", freeAddr(t)); code != 0 || strings.Contains(out, "security_exception") || strings.Contains(out, "no permissions for") {
 		t.Fatalf("run --once with the daemon's role: exit %d, want 0 and no refusal\n%s", code, out)
 	}
-	enriched := func() int {
-		sample.Refresh(ctx, admin, []string{prefix + "*"})
-		b, _ := json.Marshal(map[string]any{"query": map[string]any{"exists": map[string]any{"field": "attack_mappings.ruleset.generation"}}})
-		code, resp, err := admin.Do(ctx, "other", http.MethodPost, "/"+prefix+"*/_count", nil, b)
-		var r struct{ Count int }
-		if err != nil || code != 200 || json.Unmarshal(resp, &r) != nil {
-			t.Fatalf("count: %v %s", err, resp)
-		}
-		return r.Count
-	}
+	enriched := func() int { return countEnriched(t, admin, prefix+"*") }
 	if n := enriched(); n != len(docs) {
 		t.Fatalf("%d of %d alerts enriched with the daemon's role", n, len(docs))
 	}
 	// The role lets it close its points in time too (a refused close is only logged).
-	if code, resp := do(admin, http.MethodGet, "/_search/point_in_time/_all", nil); code != http.StatusOK || strings.Contains(string(resp), `"pit_id"`) {
+	if code, resp := doJSON(t, admin, http.MethodGet, "/_search/point_in_time/_all", nil); code != http.StatusOK || strings.Contains(string(resp), `"pit_id"`) {
 		t.Errorf("points in time left open after run --once: %d %s", code, resp)
 	}
 
 	dk := client("enricher", "Daemon-pw-4242")
 	day1 := prefix + "2026.12.01"
-	checkForbidden(t, func(method, path string, body any) (int, []byte) { return do(dk, method, path, body) }, []forbidden{
+	checkForbidden(t, func(method, path string, body any) (int, []byte) { return doJSON(t, dk, method, path, body) }, []forbidden{
 		{"delete an alert index", http.MethodDelete, "/" + day1, nil},
 		{"delete an alert", http.MethodDelete, "/" + day1 + "/_doc/" + url.PathEscape(docs[0].ID), nil},
 		{"update an alert", http.MethodPost, "/" + day1 + "/_update/" + url.PathEscape(docs[0].ID), map[string]any{"doc": map[string]any{"rule": map[string]any{"level": 0}}}},
@@ -563,4 +537,18 @@ func checkStrictKey(t *testing.T, c *elastic.Client, index, strictCfg, setupCfg 
 	if n := pending(); n != 0 {
 		t.Fatalf("%d alerts pending after setup and run --once", n)
 	}
+}
+
+// countEnriched refreshes the indices of pattern and counts their alerts enricher wrote.
+func countEnriched(t *testing.T, admin *elastic.Client, pattern string) int {
+	t.Helper()
+	ctx := context.Background()
+	sample.Refresh(ctx, admin, []string{pattern})
+	b, _ := json.Marshal(map[string]any{"query": map[string]any{"exists": map[string]any{"field": "attack_mappings.ruleset.generation"}}})
+	code, resp, err := admin.Do(ctx, "other", http.MethodPost, "/"+pattern+"/_count", url.Values{"expand_wildcards": {"open,hidden"}}, b)
+	var r struct{ Count int }
+	if err != nil || code != 200 || json.Unmarshal(resp, &r) != nil {
+		t.Fatalf("count: %v %s", err, resp)
+	}
+	return r.Count
 }
