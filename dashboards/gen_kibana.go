@@ -86,7 +86,6 @@ var labels = map[string]string{
 	"attack_mappings.controls.name":             "Control name",
 	"attack_mappings.controls.releases":         "Control framework releases",
 	"attack_mappings.detections.product":        "Detection product",
-	"attack_mappings.detections.releases":       "Detection framework releases",
 	"attack_mappings.detections.score_category": "Detection score category",
 	"attack_mappings.detections.alerts.id":      "Product alert ID",
 	"attack_mappings.detections.alerts.name":    "Product alert name",

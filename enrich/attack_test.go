@@ -53,8 +53,9 @@ func TestAttackStageKibanaAlert(t *testing.T) {
 				Alerts   []struct{ ID, Name string }
 				Comments string `json:"comments"`
 			} `json:"detections"`
-			Details  []string  `json:"details"`
-			Problems []Problem `json:"problems"`
+			Frameworks []string  `json:"frameworks"`
+			Details    []string  `json:"details"`
+			Problems   []Problem `json:"problems"`
 		} `json:"attack_mappings"`
 	}
 	if err := json.Unmarshal(b, &got); err != nil {
@@ -66,9 +67,12 @@ func TestAttackStageKibanaAlert(t *testing.T) {
 		t.Fatalf("got %s", b)
 	}
 	for _, d := range r.Detections {
-		if d.Comments != "" || len(d.Releases) != 1 || d.Releases[0] != "azure 06/29/2021" {
-			t.Fatalf("detection %+v: the compact shape has releases and no free text", d)
+		if d.Comments != "" || d.Releases != nil {
+			t.Fatalf("detection %+v: the compact shape has no free text and no releases (the root lists them)", d)
 		}
+	}
+	if strings.Join(r.Frameworks, ",") != "nist_800_53 rev5,azure 06/29/2021" {
+		t.Fatalf("frameworks %v", r.Frameworks)
 	}
 	if len(r.Details) != 1 || r.Details[0] != DetailRef("T1021.002", st.rs.Hash()) {
 		t.Fatalf("details %v", r.Details)
@@ -117,6 +121,10 @@ func TestAttackCompactDeduplicatesReleases(t *testing.T) {
 			Mappings: []rules.FileMapping{{Technique: "T1021.002", CapabilityID: "microsoft_sentinel", Capability: "Microsoft Sentinel",
 				MappingType: "technique_scores", ScoreCategory: "detect", ScoreValue: "minimal", Comments: "long text",
 				References: []string{"https://example.com"}, Queries: []string{"Anomalous Resource Access"}}}},
+		{Source: rules.Source{Framework: "kev", FrameworkVersion: "07/28/2025", AttackVersion: "16.1"},
+			Mappings: []rules.FileMapping{
+				{Technique: "T1021.002", CapabilityID: "CVE-2017-0144", Capability: "Microsoft SMBv1 Remote Code Execution", MappingType: "exploitation_technique"},
+				{Technique: "T1021.002", CapabilityID: "CVE-2020-0796", Capability: "Microsoft SMBv3 Compression", MappingType: "exploitation_technique"}}},
 	}, tables, rules.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -125,9 +133,12 @@ func TestAttackCompactDeduplicatesReleases(t *testing.T) {
 	compact, _ := json.Marshal(NewAttackStage(rs, AttackOptions{}).Document(src, "now"))
 	want := `"controls":[{"framework":"nist_800_53","id":["AC-17"],"name":["Remote Access"],"releases":["nist_800_53 rev4","nist_800_53 rev5"]},` +
 		`{"framework":"nist_800_53","id":["AC-2"],"name":["Account Management"],"releases":["nist_800_53 rev5"]}]`
+	// Related mappings are counted, their IDs and names left to the detail index.
+	wantRelated := `"related":[{"count":2,"framework":"kev","releases":["kev 07/28/2025"]}]`
 	if !strings.Contains(string(compact), want) || strings.Contains(string(compact), "long text") ||
-		!strings.Contains(string(compact), `"queries":["Anomalous Resource Access"]`) {
-		t.Fatalf("compact:\n%s\nwant controls %s", compact, want)
+		!strings.Contains(string(compact), `"queries":["Anomalous Resource Access"]`) ||
+		!strings.Contains(string(compact), wantRelated) || strings.Contains(string(compact), "CVE-") {
+		t.Fatalf("compact:\n%s\nwant controls %s and %s", compact, want, wantRelated)
 	}
 	full, _ := json.Marshal(NewAttackStage(rs, AttackOptions{Detail: DetailFull}).Document(src, "now"))
 	var got struct {
@@ -137,7 +148,8 @@ func TestAttackCompactDeduplicatesReleases(t *testing.T) {
 	if err := json.Unmarshal(full, &got); err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Controls) != 3 || len(got.Detections) != 1 || got.Detections[0]["comments"] != "long text" {
+	if len(got.Controls) != 3 || len(got.Detections) != 1 || got.Detections[0]["comments"] != "long text" ||
+		!strings.Contains(string(full), `"id":"CVE-2017-0144"`) {
 		t.Fatalf("full: %s", full)
 	}
 	if NewAttackStage(rs, AttackOptions{}).Fingerprint() == NewAttackStage(rs, AttackOptions{Detail: DetailFull}).Fingerprint() {

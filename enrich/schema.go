@@ -5,7 +5,7 @@ import "sort"
 // FormatVersion is the version of the object enricher writes under its root. It is part
 // of every generation's fingerprint: an enricher that writes a different shape is a new
 // generation, and alerts written in the old shape are enriched again by the backfill.
-const FormatVersion = 4
+const FormatVersion = 5
 
 // DefaultRoot is the default top-level field enricher writes.
 const DefaultRoot = "attack_mappings"
@@ -95,7 +95,6 @@ var Schema = func() []SchemaField {
 		SchemaField{"detections", TypeObjectArr, "product capabilities that detect, protect or respond"},
 		SchemaField{"detections.product", TypeKeyword, "product, e.g. Microsoft Defender for Identity"},
 		SchemaField{"detections.capability_id", TypeKeyword, "canonical capability ID, e.g. microsoft_sentinel (full)"},
-		SchemaField{"detections.releases", TypeKeyword, "framework releases that publish the detection, e.g. `m365 07/18/2025` (compact)"},
 		SchemaField{"detections.score_category", TypeKeyword, "protect, detect or respond"},
 		SchemaField{"detections.score_value", TypeKeyword, "minimal, partial or significant"},
 		SchemaField{"detections.comments", TypeText, "the mapping's comments (full)"},
@@ -110,7 +109,8 @@ var Schema = func() []SchemaField {
 	)
 	fs = append(fs, under("detections", provenance)...)
 	fs = append(fs, SchemaField{"related", TypeObjectArr, "other mappings (VERIS, CISA KEV, unknown mapping types), shaped like controls"},
-		SchemaField{"related.id", TypeKeyword, "capability ID"},
+		SchemaField{"related.id", TypeKeyword, "capability ID (full)"},
+		SchemaField{"related.count", TypeLong, "how many of the group's mappings are in the mapping detail index (compact)"},
 		SchemaField{"related.name", TypeKeyword, "capability name (full shape; compact: in the mapping detail index)"},
 		SchemaField{"related.group", TypeKeyword, "capability group (full)"},
 		SchemaField{"related.releases", TypeKeyword, "framework releases that publish them (compact)"})
