@@ -110,7 +110,7 @@ func detailSize(ctx context.Context, c *elastic.Client, builtin, all *rules.Rule
 		label, target string
 		bytes, base   int64
 	}
-	var stores []storeFig
+	var stores, variants []storeFig
 	var ratios, bRates, aRates []float64
 	var rounds []string
 	for r := 0; r < max(*detailRounds, 1); r++ {
@@ -139,6 +139,15 @@ func detailSize(ctx context.Context, c *elastic.Client, builtin, all *rules.Rule
 						return err
 					}
 					stores = append(stores, storeFig{"all frameworks, " + bestCodec, " (compact; before also " + bestCodec + ")", size, baseBest})
+					if *detailVariants {
+						sizes, err := variantStores(ctx, c, space.Backing())
+						if err != nil {
+							return err
+						}
+						for i, size := range sizes {
+							variants = append(variants, storeFig{shapeVariants[i].label, "", size, base})
+						}
+					}
 				}
 			}
 		}
@@ -197,6 +206,13 @@ func detailSize(ctx context.Context, c *elastic.Client, builtin, all *rules.Rule
 	}
 	fmt.Printf("  mapping detail index             %8.1f MB, %d documents of both rulesets (once per ruleset; published in %.1f s)\n\n",
 		float64(detailBytes)/1e6, ndocs, pubTook.Seconds())
+	if len(variants) > 0 {
+		fmt.Println("other shapes of the compact object, all frameworks, the same alerts rewritten (store after force-merge vs before enrichment):")
+		for _, f := range variants {
+			fmt.Printf("  %-48s %8.1f MB = %5.2fx before\n", f.label, float64(f.bytes)/1e6, float64(f.bytes)/float64(f.base))
+		}
+		fmt.Println()
+	}
 
 	for _, l := range rounds {
 		fmt.Print(l)
