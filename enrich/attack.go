@@ -70,8 +70,9 @@ type AttackOptions struct {
 // Shapes of the mappings written on an alert (output.detail).
 const (
 	// DetailCompact writes what an analyst filters and reads: control IDs and names
-	// deduplicated across framework releases, product detections with their alerts,
-	// queries and events, and the releases that publish each. Comments, references and
+	// deduplicated across framework releases with the releases that publish them,
+	// product detections with their alerts, queries and events, related mappings
+	// counted, and every contributing release in <root>.frameworks. Comments, references and
 	// the rest of each mapping's provenance are in the mapping detail index, one click
 	// away through <root>.details.
 	DetailCompact = "compact"
@@ -220,11 +221,15 @@ func (s *AttackStage) build(found []string) *staticDoc {
 			// One product may be scored for protect and for detect: both are kept.
 			k = string(m.Kind) + "|" + m.CapabilityID + "|" + m.ScoreCategory
 		}
+		// Every release that maps a capability to the alert's techniques is named, the
+		// ones of a capability shown once too: detections list no releases of their own.
+		for _, r := range releasesOf(m) {
+			frameworks = appendUnique(frameworks, r)
+		}
 		if seen[k] {
 			return
 		}
 		seen[k] = true
-		frameworks = appendUnique(frameworks, releaseLabel(m.Source))
 		picked = append(picked, chosen{m, technique, inherited})
 	}
 	// The most specific mapping of a capability wins: sub-techniques first, then parents,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -121,6 +122,9 @@ func TestAttackCompactDeduplicatesReleases(t *testing.T) {
 			Mappings: []rules.FileMapping{{Technique: "T1021.002", CapabilityID: "microsoft_sentinel", Capability: "Microsoft Sentinel",
 				MappingType: "technique_scores", ScoreCategory: "detect", ScoreValue: "minimal", Comments: "long text",
 				References: []string{"https://example.com"}, Queries: []string{"Anomalous Resource Access"}}}},
+		{Source: rules.Source{Framework: "m365", FrameworkVersion: "07/18/2025", AttackVersion: "16.1"},
+			Mappings: []rules.FileMapping{{Technique: "T1021.002", CapabilityID: "microsoft_sentinel", Capability: "Microsoft Sentinel",
+				MappingType: "technique_scores", ScoreCategory: "detect", ScoreValue: "partial"}}},
 		{Source: rules.Source{Framework: "kev", FrameworkVersion: "07/28/2025", AttackVersion: "16.1"},
 			Mappings: []rules.FileMapping{
 				{Technique: "T1021.002", CapabilityID: "CVE-2017-0144", Capability: "Microsoft SMBv1 Remote Code Execution", MappingType: "exploitation_technique"},
@@ -133,6 +137,17 @@ func TestAttackCompactDeduplicatesReleases(t *testing.T) {
 	compact, _ := json.Marshal(NewAttackStage(rs, AttackOptions{}).Document(src, "now"))
 	want := `"controls":[{"framework":"nist_800_53","id":["AC-17"],"name":["Remote Access"],"releases":["nist_800_53 rev4","nist_800_53 rev5"]},` +
 		`{"framework":"nist_800_53","id":["AC-2"],"name":["Account Management"],"releases":["nist_800_53 rev5"]}]`
+	// Detections list no releases: the root names every release that maps one, the one
+	// shown and the one it stands for.
+	var root struct {
+		Frameworks []string `json:"frameworks"`
+	}
+	_ = json.Unmarshal(compact, &root)
+	sort.Strings(root.Frameworks)
+	if strings.Join(root.Frameworks, ",") != "azure 04/26/2025,kev 07/28/2025,m365 07/18/2025,nist_800_53 rev4,nist_800_53 rev5" ||
+		strings.Count(string(compact), `"product":"Microsoft Sentinel"`) != 1 {
+		t.Fatalf("compact frameworks or detections:\n%s", compact)
+	}
 	// Related mappings are counted, their IDs and names left to the detail index.
 	wantRelated := `"related":[{"count":2,"framework":"kev","releases":["kev 07/28/2025"]}]`
 	if !strings.Contains(string(compact), want) || strings.Contains(string(compact), "long text") ||

@@ -108,9 +108,9 @@ var Schema = func() []SchemaField {
 		SchemaField{"detections.events.logon_type", TypeKeyword, "logon type, e.g. 3"},
 	)
 	fs = append(fs, under("detections", provenance)...)
-	fs = append(fs, SchemaField{"related", TypeObjectArr, "other mappings (VERIS, CISA KEV, unknown mapping types), shaped like controls"},
+	fs = append(fs, SchemaField{"related", TypeObjectArr, "other mappings (VERIS, CISA KEV, unknown mapping types): counted (compact), shaped like controls (full)"},
 		SchemaField{"related.id", TypeKeyword, "capability ID (full)"},
-		SchemaField{"related.count", TypeLong, "how many of the group's mappings are in the mapping detail index (compact)"},
+		SchemaField{"related.count", TypeLong, "how many distinct capabilities the group holds; their IDs and names are in the mapping detail index (compact)"},
 		SchemaField{"related.name", TypeKeyword, "capability name (full shape; compact: in the mapping detail index)"},
 		SchemaField{"related.group", TypeKeyword, "capability group (full)"},
 		SchemaField{"related.releases", TypeKeyword, "framework releases that publish them (compact)"})

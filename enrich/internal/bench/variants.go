@@ -114,8 +114,11 @@ func variantStores(ctx context.Context, c *elastic.Client, index string) ([]int6
 	var mappings map[string]struct {
 		Mappings json.RawMessage `json:"mappings"`
 	}
-	if err := json.Unmarshal(raw, &mappings); err != nil || len(mappings) != 1 {
-		return nil, fmt.Errorf("shape variants: mapping of %s: %v", index, err)
+	if err := json.Unmarshal(raw, &mappings); err != nil {
+		return nil, fmt.Errorf("shape variants: mapping of %s: %w", index, err)
+	}
+	if len(mappings) != 1 {
+		return nil, fmt.Errorf("shape variants: %s resolves to %d indices, want 1", index, len(mappings))
 	}
 	var mapping json.RawMessage
 	for _, m := range mappings {
@@ -143,14 +146,22 @@ func variantStores(ctx context.Context, c *elastic.Client, index string) ([]int6
 			}
 			resp, err := do("bulk", http.MethodPost, "/"+dst+"/_bulk", nil, body.Bytes())
 			body.Reset()
-			if err == nil && bytes.Contains(resp[:min(len(resp), 64)], []byte(`"errors":true`)) {
-				err = fmt.Errorf("shape variants: bulk: %.300s", resp)
+			if err != nil {
+				return err
 			}
-			return err
+			var res struct {
+				Errors bool `json:"errors"`
+			}
+			if err := json.Unmarshal(resp, &res); err != nil || res.Errors {
+				return fmt.Errorf("shape variants: bulk: %v: %.300s", err, resp)
+			}
+			return nil
 		}
 		for i, d := range docs {
 			var src map[string]any
-			if err := json.Unmarshal(d, &src); err != nil {
+			dec := json.NewDecoder(bytes.NewReader(d))
+			dec.UseNumber() // numbers written back as they were read
+			if err := dec.Decode(&src); err != nil {
 				return nil, fmt.Errorf("shape variants: %w", err)
 			}
 			if root, ok := src[enrich.DefaultRoot].(map[string]any); ok {
