@@ -354,8 +354,8 @@ func fullEntries(picked []chosen) (controls, detections, related []entry) {
 // publish them and whether they come from the parent technique ("inherited": true):
 // {"framework": "nist_800_53", "releases": ["nist_800_53 rev4", "nist_800_53 rev5"],
 // "id": ["AC-17", …], "name": ["Remote Access", …]}, id[i] named name[i]. Detections are
-// one entry per product and score category, with their alerts, queries and events. No free text: comments and references are in the
-// mapping detail index. Related mappings (CISA KEV, VERIS) carry how many there are,
+// one entry per product and score category, with their alerts, queries and events. No
+// free text: comments and references are in the mapping detail index. Related mappings (CISA KEV, VERIS) carry how many there are,
 // not what: for T1059 that is 171 CVEs, 3 KB of IDs on every alert with every framework
 // loaded (41% of the compact object), and a list no analyst filters an alert by; their
 // IDs and names are one click away in the detail index.
